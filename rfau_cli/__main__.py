@@ -1,0 +1,3 @@
+from rfau_cli.cli import main
+
+main()

