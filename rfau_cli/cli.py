@@ -27,6 +27,28 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from rfau_cli import __version__
+
+        typer.echo(f"rfau {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Make a trained classifier forget chosen samples or classes, and show that it did."""
+    import warnings
+
+    # Library deprecation chatter is not for users of a CLI; stderr is for progress.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Map RfauError (and gate parsing errors) to one stderr line and its exit code."""

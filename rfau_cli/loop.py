@@ -95,7 +95,7 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
         ctx.progress.log_epoch(method.name, record)
     ctx.progress.remove_task(task)
     ctx.model = acc.unwrap_model(model)
-    return {"history": history, "steps": step}
+    return {"history": history, "steps": step, "trainable_parameters": sum(p.numel() for p in params)}
 
 
 def forget_accuracy(ctx: FitContext) -> float:

@@ -1,0 +1,106 @@
+"""The loaded inputs of a run (checkpoint, processor, splits, encoder, device), shared by
+`unlearn`, `retrain`, `audit` and `bench`, and the two things done with them: scoring a
+model for the audit and building a method's training context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rfau_cli.checkpoint import CheckpointRef
+from rfau_cli.data import ForgetList, Splits
+from rfau_cli.encoding import Encoder
+from rfau_cli.errors import InputError
+from rfau_cli.settings import DataSettings, RuntimeSettings
+
+
+@dataclass
+class Job:
+    ref: CheckpointRef
+    model: Any
+    splits: Splits
+    encoder: Encoder
+    accelerator: Any
+    forget: ForgetList
+    progress: Any
+    seed: int
+    rows: Any  # audit.AuditRows
+
+    def audit(self, model: Any, attacks: tuple[str, ...] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Score `model` on D_f, the D_r sample and test; return (scores, metrics)."""
+        from rfau_cli.audit import ATTACKS, compute_metrics, score
+
+        model = model.to(self.accelerator.device).eval()
+        scores = score(model, self.encoder, self.splits, self.rows, self.accelerator, self.progress)
+        metrics = compute_metrics(scores, self.splits.forget_classes, self.seed, attacks or ATTACKS)
+        metrics["sizes"] = {
+            "forget": len(self.rows.forget),
+            "retain": len(self.rows.retain),
+            "retain_total": self.rows.retain_total,
+            "test": 0 if self.splits.test_labels is None else len(self.splits.test_labels),
+        }
+        return scores, metrics
+
+    def fit_context(self, method: Any, settings: Any) -> Any:
+        """Put the model in trainable form for `method` (LoRA or all weights) and wrap it."""
+        import copy
+
+        from rfau_cli.features import TapReader, TapSpec, find_head
+        from rfau_cli.lora import attach_lora, find_lora_targets
+        from rfau_cli.methods.base import FitContext
+
+        model = self.model.to(self.accelerator.device)
+        original = original_taps = None
+        spec = TapSpec.parse(settings.taps)
+        if method.uses_lora:
+            targets = find_lora_targets(model, settings.target_modules)
+            model = attach_lora(model, targets, settings.rank, settings.alpha, settings.seed)
+        else:
+            if method.needs_teacher_copy:
+                original = copy.deepcopy(model).eval().requires_grad_(False)
+                original_taps = TapReader(original, find_head(original), spec)
+            model.requires_grad_(True)
+        head = find_head(model)
+        return FitContext(
+            model=model, head=head, taps=TapReader(model, head, spec), splits=self.splits, encoder=self.encoder,
+            accelerator=self.accelerator, settings=settings, num_labels=model.config.num_labels,
+            rng=np.random.default_rng(settings.seed), progress=self.progress, original=original,
+            original_taps=original_taps,
+        )
+
+
+def prepare_job(ref: CheckpointRef, data: DataSettings, runtime: RuntimeSettings, seed: int, progress: Any) -> Job:
+    """Load data, checkpoint and processor; validate labels and ids against the model."""
+    from rfau_cli.audit import AuditRows
+    from rfau_cli.checkpoint import load_model, load_processor
+    from rfau_cli.data import load_splits, read_forget_list
+    from rfau_cli.runtime import make_accelerator, seed_everything
+
+    forget = read_forget_list(data.forget)
+    splits = load_splits(
+        data.data, forget, task=ref.task, num_labels=ref.num_labels, id2label=ref.id2label, by=data.by,
+        split=data.split, test_data=data.test_data, id_column=data.id_column, input_column=data.input_column,
+        label_column=data.label_column,
+    )
+    accelerator = make_accelerator(runtime.device, runtime.precision)
+    seed_everything(seed)
+    model = load_model(ref)
+    processor = load_processor(ref)
+    encoder = build_encoder(ref, model, processor, splits)
+    return Job(ref, model, splits, encoder, accelerator, forget, progress, seed, AuditRows.choose(splits, seed))
+
+
+def build_encoder(ref: CheckpointRef, model: Any, processor: Any, splits: Splits) -> Encoder:
+    from rfau_cli.encoding import fit_text_length
+
+    if ref.task == "text":
+        if processor is None:
+            raise InputError(f"{ref.dir} is a text classifier without a tokenizer")
+        sample = list(splits.train[: min(len(splits.labels), 10000)][splits.columns.input])
+        if splits.test is not None:
+            sample += list(splits.test[: min(len(splits.test_labels), 10000)][splits.columns.input])
+        return Encoder("text", splits.columns.input, processor, 0, fit_text_length(processor, sample))
+    channels = int(getattr(model.config, "num_channels", 3))
+    return Encoder("image", splits.columns.input, processor, channels)
