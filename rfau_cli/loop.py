@@ -71,9 +71,10 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
                 continue
             if method.drive == "forget":
                 f_batch = ctx.batch(rows)
-                r_batches = [ctx.batch(retain_cursor.take(s.batch_size)) for _ in range(s.retain_ratio)]
+                n_retain = s.retain_ratio if method.uses_retain else 0
+                r_batches = [ctx.batch(retain_cursor.take(s.batch_size)) for _ in range(n_retain)]
             else:
-                f_batch = ctx.batch(forget_cursor.take(s.batch_size)) if s.retain_ratio > 0 else None
+                f_batch = ctx.batch(forget_cursor.take(s.batch_size)) if method.uses_forget else None
                 r_batches = [ctx.batch(rows)]
             with acc.autocast():
                 terms = method.loss(ctx, f_batch, r_batches, step)

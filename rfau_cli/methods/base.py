@@ -82,6 +82,8 @@ class Method:
     # "forget": an epoch is one pass over D_f, each step with k retain batches (cost ~ |D_f|);
     # "retain": an epoch is one pass over D_r (fine-tuning style baselines, retraining).
     drive: ClassVar[str] = "forget"
+    uses_forget: ClassVar[bool] = True  # the loop passes forget=None when False
+    uses_retain: ClassVar[bool] = True  # the loop passes retain=[] when False
     defaults: ClassVar[dict[str, float]] = {}
 
     def setup(self, ctx: FitContext) -> None:
