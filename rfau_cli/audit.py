@@ -19,8 +19,10 @@ from rfau_cli.encoding import Encoder
 RETAIN_SAMPLE_MIN = 2000  # D_r is scored on a seeded sample of max(|test|, this) rows
 SCORE_BATCH = 256
 ATTACKS = ("svc", "loss", "logreg")
-# Metrics of the "Avg. Gap" (SalUn): unlearning accuracy, retain and test accuracy, MIA-efficacy.
+# Metrics of the "Avg. Gap" (SalUn): unlearning accuracy, retain and test accuracy, MIA-efficacy
+# (gap_keys() swaps in the kept classes' test accuracy in class forgetting).
 GAP_KEYS = ("forget.ua", "retain.acc", "test.acc", "mia.efficacy")
+NOT_FRACTIONS = ("loss",)  # metric leaves in nats, not in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ def _score_rows(reader: Any, encoder: Encoder, table: Any, labels: np.ndarray, r
 
 
 def split_metrics(s: Scores) -> dict[str, float]:
+    """acc = mean(argmax p == y), ua = 1 - acc, conf = mean(p_y), loss = mean(-log p_y) in nats."""
     probs = s.probs
     acc = M.accuracy(probs, s.labels)
     return {
@@ -153,25 +156,81 @@ def compute_metrics(
     return out
 
 
+def feature_distance(features: np.ndarray, original: np.ndarray) -> float:
+    """mean_i ||a_i - b_i||^2 / (mean_i ||b_i||^2 + 1e-8): relative squared distance of head features.
+
+    0 means the features are those of the original model; 1 means the change is as large as the
+    original features themselves. nan if there are no rows.
+    """
+    if len(features) == 0:
+        return float("nan")
+    a, b = np.asarray(features, np.float64), np.asarray(original, np.float64)
+    scale = float((b**2).sum(1).mean()) + 1e-8
+    return float(((a - b) ** 2).sum(1).mean() / scale)
+
+
+def prediction_agreement(log_probs: np.ndarray, original_log_probs: np.ndarray) -> float:
+    """mean_i(argmax_c a_ic == argmax_c b_ic): fraction of rows where both models predict the same class."""
+    if len(log_probs) == 0:
+        return float("nan")
+    return float(np.mean(np.argmax(log_probs, 1) == np.argmax(original_log_probs, 1)))
+
+
 def compare_to_original(scores: dict[str, Scores], original: dict[str, Scores]) -> dict[str, float]:
-    """Relative head-feature distance to the original model, and prediction agreement."""
+    """Relative head-feature distance to the original model, and prediction agreement, on D_r and D_f."""
     out = {}
     for name in ("retain", "forget"):
         a, b = scores[name], original[name]
         if len(a.labels) == 0:
             continue
-        scale = float((b.features.astype(np.float64) ** 2).sum(1).mean()) + 1e-8
-        out[f"{name}_feature_distance"] = float(((a.features - b.features).astype(np.float64) ** 2).sum(1).mean() / scale)
-        out[f"{name}_agreement"] = float((a.log_probs.argmax(1) == b.log_probs.argmax(1)).mean())
+        out[f"{name}_feature_distance"] = feature_distance(a.features, b.features)
+        out[f"{name}_agreement"] = prediction_agreement(a.log_probs, b.log_probs)
     return out
 
 
+def is_fraction(key: str) -> bool:
+    """Whether a metric (dotted key) is a fraction in [0, 1]; mean losses (nats) and feature
+    distances (relative) are not, and keep their own units in gaps."""
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf not in NOT_FRACTIONS and not leaf.endswith("_feature_distance")
+
+
+def gap_keys(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The Avg. Gap's metrics: UA, RA, TA, MIA-efficacy. In class forgetting TA is measured on
+    the test rows of the kept classes, as SalUn does."""
+    test = "test_retain.acc" if "test_retain" in metrics else "test.acc"
+    return ("forget.ua", "retain.acc", test, "mia.efficacy")
+
+
 def reference_gap(metrics: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    """|metric - reference| per metric (percentage points for fractions) and the Avg. Gap."""
+    """|metric - reference| for every metric both hold, and SalUn's Avg. Gap.
+
+    Fractions are compared in percentage points (100 * |a - b|), mean losses in nats and
+    feature distances as they are. Returns the gaps nested like `metrics`, plus `avg_gap_pp`:
+    the mean gap over `avg_gap_keys` (UA, RA, TA, MIA-efficacy), in percentage points.
+    """
     from rfau_cli.gates import flatten
 
+    gaps = _gaps({k: v for k, v in metrics.items() if k != "sizes"}, reference)
     mine, ref = flatten(metrics), flatten(reference)
-    gaps = {k: abs(mine[k] - ref[k]) * 100 for k in mine if k in ref and not k.startswith("sizes")}
-    present = [k for k in GAP_KEYS if k in gaps]
-    avg = float(np.mean([gaps[k] for k in present])) if present else float("nan")
-    return {"per_metric_pp": gaps, "avg_gap_pp": avg, "avg_gap_keys": present}
+    present = [k for k in gap_keys(metrics) if k in mine and k in ref]
+    avg = M.average_gap({k: 100.0 * mine[k] for k in present}, {k: 100.0 * ref[k] for k in present}, present)
+    return {**gaps, "avg_gap_pp": avg, "avg_gap_keys": present}
+
+
+def _gaps(mine: dict[str, Any], ref: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """|a - b| leaf by leaf over the keys both nested dicts hold (leaf names may contain dots)."""
+    out: dict[str, Any] = {}
+    for name, value in mine.items():
+        other, key = ref.get(name), f"{prefix}.{name}" if prefix else name
+        if isinstance(value, dict) and isinstance(other, dict):
+            sub = _gaps(value, other, key)
+            if sub:
+                out[name] = sub
+        elif _is_number(value) and _is_number(other):
+            out[name] = abs(float(value) - float(other)) * (100.0 if is_fraction(key) else 1.0)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

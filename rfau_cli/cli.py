@@ -13,9 +13,10 @@ import typer
 
 from rfau_cli.errors import RfauError
 from rfau_cli.options import (
-    BatchOpt, ByOpt, DataOpt, DeviceOpt, EpochsOpt, ForgetOpt, IdColumnOpt, InputColumnOpt, JsonOpt,
-    LabelColumnOpt, LrOpt, ModelOpt, OutDirOpt, PrecisionOpt, QuietOpt, RetainRatioOpt, SeedOpt, SplitOpt,
-    TestDataOpt,
+    AdapterOpt, AttacksOpt, AuditTestDataOpt, BatchOpt, BenchReferenceOpt, ByOpt, DataOpt, DeviceOpt, EpochsOpt,
+    ForgetOpt, IdColumnOpt, InitOpt, InputColumnOpt, JsonOpt, LabelColumnOpt, LrOpt, MethodsOpt, ModelOpt,
+    OriginalOpt, OutDirOpt, OutFileOpt, PrecisionOpt, QuietOpt, ReferenceOpt, RequireOpt, RetainRatioOpt,
+    RetrainEpochsOpt, SeedOpt, SeedsOpt, SplitOpt, TestDataOpt,
 )
 
 app = typer.Typer(
@@ -128,6 +129,78 @@ def unlearn(
 
 
 @app.command()
+def audit(
+    model: ModelOpt,
+    data: DataOpt,
+    forget: ForgetOpt,
+    test_data: AuditTestDataOpt,
+    adapter: AdapterOpt = None,
+    by: ByOpt = "sample",
+    id_column: IdColumnOpt = None,
+    split: SplitOpt = "train",
+    input_column: InputColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    original: OriginalOpt = None,
+    reference: ReferenceOpt = None,
+    attacks: AttacksOpt = "svc,loss,logreg",
+    require: RequireOpt = None,
+    out: OutFileOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Measure what a model still knows about D_f: accuracy, confidence, membership attacks, gap to a retrained model.
+
+    Gate keys are the JSON's dotted paths without the leading 'metrics.' (docs/audit.md).
+    Exit codes: 0 all gates hold, 1 a gate failed, 2 bad input or gate expression.
+
+    Examples:
+
+      rfau audit --model unlearned/ --data train/ --forget ids.txt --test-data test/ --original ckpt/
+
+      rfau audit -m unlearned/ -d train/ -f classes.txt --by class --test-data test/ --json --require 'forget.acc<=0.02' --require 'mia.efficacy>=0.9'
+
+      rfau audit -m unlearned/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --out audit.json --require 'reference.gap.avg_gap_pp<=5'
+    """
+    from rfau_cli.settings import AuditConfig, DataSettings, RuntimeSettings
+
+    cfg = AuditConfig(
+        model=model,
+        data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
+        adapter=adapter,
+        original=original,
+        reference=reference,
+        attacks=_split_list(attacks),
+        require=tuple(require or ()),
+        out=out,
+        seed=seed,
+        runtime=RuntimeSettings(device, precision, quiet, json_out),
+    )
+    with user_errors():
+        from rfau_cli.audit_run import check_gates, run_audit
+
+        result = run_audit(cfg)
+        _print_audit(result, json_out, quiet)
+        check_gates(result)
+
+
+def _print_audit(result: dict, json_out: bool, quiet: bool) -> None:
+    """JSON on stdout with --json (the table then goes to stderr unless --quiet); else the table on stdout."""
+    from rich.console import Console
+
+    from rfau_cli.report import dumps
+    from rfau_cli.summary import print_audit_summary
+
+    if json_out:
+        sys.stdout.write(dumps(result) + "\n")
+        if quiet:
+            return
+    print_audit_summary(result, Console(stderr=json_out))
+
+
+@app.command()
 def methods() -> None:
     """List the unlearning methods with a one-line summary each (no torch is imported).
 
@@ -140,6 +213,140 @@ def methods() -> None:
     width = max(len(n) for n in REGISTRY)
     for name, (_, summary) in REGISTRY.items():
         typer.echo(f"{name:<{width}}  {summary}")
+
+
+@app.command()
+def retrain(
+    model: ModelOpt,
+    data: DataOpt,
+    forget: ForgetOpt,
+    out: OutDirOpt,
+    by: ByOpt = "sample",
+    id_column: IdColumnOpt = None,
+    split: SplitOpt = "train",
+    test_data: TestDataOpt = None,
+    input_column: InputColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    init: InitOpt = "scratch",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over D_r (default 30).")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (AdamW; default 3e-3).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per D_r batch.")] = 64,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the same architecture on D_r only: the reference unlearning is judged against (docs/bench.md).
+
+    Writes merged weights + report.json like `rfau unlearn` (the report says "command": "retrain").
+
+    Examples:
+
+      rfau retrain --model ckpt/ --data train/ --forget classes.txt --by class --test-data test/ --out retrained/
+
+      rfau retrain -m ckpt/ -d train/ -f ids.txt --test-data test/ --epochs 30 --seed 1 -o retrained-s1/
+
+      rfau retrain -m minilm-topics/ -d train/ -f ids.txt --test-data test/ --init minilm-init/ --epochs 3 --lr 5e-5 --batch-size 16 -o ref/
+    """
+    from rfau_cli.settings import DataSettings, MethodSettings, RetrainConfig, RuntimeSettings
+
+    cfg = RetrainConfig(
+        model=model,
+        out=out,
+        data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
+        init=None if init in (None, "scratch") else Path(init),
+        hparams=MethodSettings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed),
+        runtime=RuntimeSettings(device, precision, quiet, json_out),
+    )
+    with user_errors():
+        from rfau_cli.retrain import run_retrain
+
+        report = run_retrain(cfg)
+    _print_result(report, json_out, quiet)
+
+
+@app.command()
+def bench(
+    model: ModelOpt,
+    data: DataOpt,
+    forget: ForgetOpt,
+    out: OutDirOpt,
+    test_data: Annotated[Optional[Path], typer.Option("--test-data", help="Held-out data the model never saw (required).")] = None,
+    by: ByOpt = "sample",
+    id_column: IdColumnOpt = None,
+    split: SplitOpt = "train",
+    input_column: InputColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    methods: MethodsOpt = None,
+    reference: BenchReferenceOpt = None,
+    retrain_epochs: RetrainEpochsOpt = None,
+    retrain_init: Annotated[
+        str, typer.Option("--retrain-init", help="Starting weights of the reference retrain: 'scratch' or a checkpoint.")
+    ] = "scratch",
+    retrain_lr: Annotated[Optional[float], typer.Option("--retrain-lr", help="Learning rate of the reference retrain (default 3e-3).")] = None,
+    retrain_batch_size: Annotated[int, typer.Option("--retrain-batch-size", help="Batch size of the reference retrain.")] = 64,
+    seeds: SeedsOpt = "0",
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = 32,
+    retain_ratio: RetainRatioOpt = 4,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare unlearning methods against a retrained reference; write bench.json, bench.md and bench.png.
+
+    --epochs/--lr/--batch-size/--retain-ratio apply to every method (default: each method's own).
+
+    Examples:
+
+      rfau bench --model ckpt/ --data train/ --forget classes.txt --by class --test-data test/ --out bench-class/
+
+      rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --methods rfau,finetune --seeds 0,1,2 -o bench-sample/
+
+      rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --json -o bench/ > bench.json
+    """
+    from rfau_cli.settings import BenchConfig, DataSettings, MethodSettings, RuntimeSettings
+
+    with user_errors():
+        if reference is not None and (retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch"):
+            from rfau_cli.errors import InputError
+
+            raise InputError("--reference replaces the retrain: drop the --retrain-* options")
+        cfg = BenchConfig(
+            model=model,
+            out=out,
+            data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
+            methods=_split_list(methods),
+            reference=reference,
+            retrain_init=None if retrain_init == "scratch" else Path(retrain_init),
+            retrain_hparams=MethodSettings(epochs=retrain_epochs, lr=retrain_lr, batch_size=retrain_batch_size),
+            seeds=_parse_seeds(seeds),
+            hparams=MethodSettings(epochs=epochs, lr=lr, batch_size=batch_size, retain_ratio=retain_ratio),
+            runtime=RuntimeSettings(device, precision, quiet, json_out),
+        )
+        from rfau_cli.bench import run_bench
+
+        result = run_bench(cfg)
+    if json_out:
+        from rfau_cli.report import dumps
+
+        sys.stdout.write(dumps(result) + "\n")
+        return
+    from rfau_cli.bench_render import print_bench_table
+
+    print_bench_table(result, out)
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    from rfau_cli.errors import InputError
+
+    try:
+        return tuple(int(p) for p in _split_list(text))
+    except ValueError:
+        raise InputError(f"--seeds must be a comma list of integers, not {text!r}") from None
 
 
 def _split_list(text: Optional[str]) -> tuple[str, ...]:

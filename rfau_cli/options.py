@@ -30,3 +30,28 @@ EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Passes over 
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (AdamW); default: the method's.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Rows per forget (and per retain) batch.")]
 RetainRatioOpt = Annotated[int, typer.Option("--retain-ratio", help="Retain batches per forget batch (k).")]
+AdapterOpt = Annotated[
+    Optional[Path], typer.Option("--adapter", help="PEFT adapter directory to apply to --model (an adapter-only `unlearn` output).")
+]
+AuditTestDataOpt = Annotated[Path, typer.Option("--test-data", help="Held-out data the model never saw: the attacks' non-members and the test accuracy.")]
+OriginalOpt = Annotated[
+    Optional[Path], typer.Option("--original", help="The checkpoint before unlearning: feature distance and prediction agreement to it.")
+]
+ReferenceOpt = Annotated[
+    Optional[Path], typer.Option("--reference", help="A model retrained without D_f: its metrics, the gap to it per metric and the Avg. Gap.")
+]
+AttacksOpt = Annotated[str, typer.Option("--attacks", help="Comma list of membership attacks: svc, loss, logreg.")]
+RequireOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--require", help="Gate 'KEY OP NUMBER' (OP: <=, <, >=, >, ==), e.g. 'forget.acc<=0.02'; repeatable; any failure exits 1."),
+]
+OutFileOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the JSON result to this file (must not exist).")]
+InitOpt = Annotated[
+    Optional[str], typer.Option("--init", help="Starting weights: 'scratch' (fresh from the config, seeded) or a checkpoint of the same architecture.")
+]
+MethodsOpt = Annotated[Optional[str], typer.Option("--methods", help="Comma list of methods to compare (default: every registered one).")]
+BenchReferenceOpt = Annotated[
+    Optional[Path], typer.Option("--reference", help="A model retrained without D_f to compare against (default: retrain one per seed).")
+]
+RetrainEpochsOpt = Annotated[Optional[int], typer.Option("--retrain-epochs", help="Epochs over D_r of the reference retrain (default: retrain's 30).")]
+SeedsOpt = Annotated[str, typer.Option("--seeds", help="Comma list of seeds; several give mean and spread.")]

@@ -83,3 +83,61 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """What `rfau audit` measures and against what; `require` holds the raw gate expressions."""
+
+    model: Path
+    data: DataSettings
+    adapter: Path | None = None
+    original: Path | None = None
+    reference: Path | None = None
+    attacks: tuple[str, ...] = ("svc", "loss", "logreg")
+    require: tuple[str, ...] = ()
+    out: Path | None = None
+    seed: int = 0
+    runtime: RuntimeSettings = RuntimeSettings()
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """`rfau retrain`: train the same architecture on D_r only (init None means from scratch)."""
+
+    model: Path
+    out: Path
+    data: DataSettings
+    init: Path | None = None
+    hparams: MethodSettings = MethodSettings(batch_size=64)
+    runtime: RuntimeSettings = RuntimeSettings()
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """`rfau bench`: methods (empty: every registered one) against a retrained reference.
+
+    `hparams` applies to every method (None epochs/lr: each method's own default);
+    `retrain_init` and `retrain_hparams` are the reference's recipe when no `reference`
+    checkpoint is given. The seed of both is replaced by each of `seeds` in turn.
+    """
+
+    model: Path
+    out: Path
+    data: DataSettings
+    methods: tuple[str, ...] = ()
+    reference: Path | None = None
+    retrain_init: Path | None = None
+    retrain_hparams: MethodSettings = MethodSettings(batch_size=64)
+    seeds: tuple[int, ...] = (0,)
+    hparams: MethodSettings = MethodSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))

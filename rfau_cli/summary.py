@@ -32,3 +32,71 @@ def print_unlearn_summary(report: dict[str, Any]) -> None:
     if "retain_feature_distance" in original:
         console.print(f"retain feature distance to the original: {original['retain_feature_distance']:.2e}")
     console.print(f"wall time {report['timings_s']['total']:.1f}s; outputs: {', '.join(sorted(report['outputs']['sha256']))}")
+
+
+AUDIT_ROWS = (("acc", "accuracy"), ("conf", "confidence"))
+MIA_ROWS = (
+    ("efficacy", "MIA-efficacy (SVC)"),
+    ("loss_auc", "loss attack AUC"),
+    ("loss_tpr_at_1pct_fpr", "TPR @ 1% FPR"),
+    ("loss_tpr_at_0.1pct_fpr", "TPR @ 0.1% FPR"),
+    ("logreg_acc", "logreg attack acc"),
+)
+ORIGINAL_ROWS = (
+    ("retain_feature_distance", "D_r feature dist."),
+    ("forget_feature_distance", "D_f feature dist."),
+    ("retain_agreement", "D_r agreement"),
+    ("forget_agreement", "D_f agreement"),
+)
+
+
+def print_audit_summary(result: dict[str, Any], console: Any) -> None:
+    """One table of every headline number (with the reference and the gap when given), then the gates."""
+    from rich.table import Table
+
+    sizes, metrics, reference = result["sizes"], result["metrics"], result.get("reference")
+    settings = result["settings"]
+    title = (
+        f"rfau audit: D_f {sizes['forget']} rows ({settings['by']}), D_r {sizes['retain']} of "
+        f"{sizes['retain_total']} rows (seeded sample), test {sizes['test']} rows"
+    )
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("gate key", overflow="fold")
+    table.add_column("model", justify="right")
+    if reference:
+        table.add_column("reference", justify="right")
+        table.add_column("gap", justify="right")
+    gap = (reference or {}).get("gap", {})
+
+    def add(label: str, block: str, key: str, mine: dict[str, Any], theirs: dict[str, Any] | None) -> None:
+        if key not in mine:
+            return
+        cells = [label, f"{block}.{key}", _num(mine[key])]
+        if reference:
+            cells += [_num((theirs or {}).get(key)), _num(gap.get(block, {}).get(key))]
+        table.add_row(*cells)
+
+    ref_metrics = (reference or {}).get("metrics", {})
+    for block, split in ROWS:
+        for key, name in AUDIT_ROWS:
+            if block in metrics:
+                add(f"{split} {name}", block, key, metrics[block], ref_metrics.get(block))
+    for key, name in MIA_ROWS:
+        add(name, "mia", key, metrics.get("mia", {}), ref_metrics.get("mia"))
+    for key, name in ORIGINAL_ROWS:
+        add(name, "original", key, result.get("original", {}), (reference or {}).get("original"))
+    console.print(table)
+    if reference:
+        keys = ", ".join(gap.get("avg_gap_keys", []))
+        console.print(f"Avg. Gap to the reference: {_num(gap.get('avg_gap_pp'))} pp over {keys} (gaps: percentage points for fractions, raw for feature distances)")
+    for gate in result.get("gates", []):
+        mark = "[green]PASS[/]" if gate["passed"] else "[red]FAIL[/]"
+        console.print(f"{mark} {gate['expr']}  (actual {_num(gate['actual'])})", highlight=False)
+
+
+def _num(value: Any) -> str:
+    """4 decimals; small non-zero values (feature distances) in scientific notation."""
+    if value is None or value != value:
+        return "-"
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.2e}"

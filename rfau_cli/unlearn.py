@@ -127,7 +127,12 @@ def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: 
         "timings_s": {**{k: round(v, 3) for k, v in phases.items()}, "total": round(time.perf_counter() - started, 3)},
         "peak_memory_mib": peak_memory(),
         "trainable_parameters": int(training.get("trainable_parameters", _count_trainable(ctx.model))),
-        "training": {"steps": training.get("steps", 0), "history": training.get("history", []), **ctx.state},
+        "training": {
+            "epochs": training.get("epochs", len(training.get("history", []))),
+            "steps": training.get("steps", 0),
+            "history": training.get("history", []),
+            **ctx.state,
+        },
         "metrics": metrics,
         "outputs": {"save": cfg.save, "sha256": sha256_tree(out)},
     }

@@ -76,7 +76,6 @@ class Method:
     """Base class: subclasses set the class variables and implement `loss`."""
 
     name: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
     uses_lora: ClassVar[bool] = False
     needs_teacher_copy: ClassVar[bool] = False
     # "forget": an epoch is one pass over D_f, each step with k retain batches (cost ~ |D_f|);

@@ -1,0 +1,159 @@
+"""`rfau unlearn` end to end on real tiny checkpoints: the class is forgotten, the rest holds,
+the files load where users load them, and the report says what happened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rfau_cli.checkpoint import sha256_file
+from rfau_cli.report import REPORT_KEYS
+
+from conftest import FORGET_CLASS, invoke
+
+
+def _unlearn(cli, model: Path, data: tuple[Path, Path], forget: Path, out: Path, *extra: object) -> dict:
+    result = invoke(
+        cli, "unlearn", "--model", model, "--data", data[0], "--test-data", data[1], "--forget", forget,
+        "--out", out, "--quiet", "--json", *extra,
+    )
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def resnet_class_run(resnet_ckpt, digits, class_forget_file, tmp_path_factory) -> tuple[Path, dict]:
+    from typer.testing import CliRunner
+
+    weights_before = sha256_file(resnet_ckpt / "model.safetensors")
+    out = tmp_path_factory.mktemp("unlearn") / "resnet_class"
+    report = _unlearn(CliRunner(), resnet_ckpt, digits, class_forget_file, out, "--by", "class")
+    assert sha256_file(resnet_ckpt / "model.safetensors") == weights_before, "input checkpoint was modified"
+    return out, report
+
+
+def _assert_class_forgotten(report: dict) -> None:
+    before, after = report["metrics"]["before"], report["metrics"]["after"]
+    assert after["forget"]["acc"] <= 0.02  # forgotten-class training rows
+    assert after["test_forget"]["acc"] <= 0.02  # forgotten-class test rows
+    assert after["test_retain"]["acc"] >= before["test_retain"]["acc"] - 0.02  # the other classes hold
+
+
+def test_resnet_class_forgetting(resnet_class_run) -> None:
+    _, report = resnet_class_run
+    _assert_class_forgotten(report)
+    assert report["forget_classes"] == [FORGET_CLASS]
+    assert report["metrics"]["after"]["mia"]["efficacy"] >= 0.9
+
+
+def test_vit_class_forgetting(vit_ckpt, digits, class_forget_file, tmp_path, cli) -> None:
+    report = _unlearn(cli, vit_ckpt, digits, class_forget_file, tmp_path / "out", "--by", "class")
+    _assert_class_forgotten(report)
+
+
+@pytest.mark.slow
+def test_minilm_class_forgetting(text_ckpt, text_data, tmp_path, cli) -> None:
+    forget = tmp_path / "forget.txt"
+    forget.write_text("weather\n")  # by label name
+    report = _unlearn(cli, text_ckpt, text_data, forget, tmp_path / "out", "--by", "class", "--epochs", "6")
+    _assert_class_forgotten(report)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "out"
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        logits = model(**tokenizer(["Tomorrow heavy rain is expected across the region."], return_tensors="pt")).logits
+    assert model.config.id2label[int(logits.argmax())] != "weather"
+
+
+def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
+    """A model that memorised its rows: after forgetting a random 10%, D_f looks like unseen
+    data (as it does to a model retrained without it) and the test accuracy holds."""
+    report = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / "out")
+    before, after = report["metrics"]["before"], report["metrics"]["after"]
+    assert before["forget"]["acc"] == 1.0 and before["forget"]["conf"] > before["test"]["conf"] + 0.05
+    assert before["test"]["conf"] < after["forget"]["conf"] < before["forget"]["conf"] - 0.01  # toward test
+    assert after["mia"]["loss_auc"] < before["mia"]["loss_auc"] - 0.05  # less distinguishable from test
+    assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
+    audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
+                   overfit.data[1], "--forget", overfit.forget, "--json", "--quiet")
+    retrained = json.loads(audit.stdout)["metrics"]
+    # Closer to the retrained model than the original was, on the attack it is judged by.
+    assert abs(after["mia"]["loss_auc"] - retrained["mia"]["loss_auc"]) < abs(
+        before["mia"]["loss_auc"] - retrained["mia"]["loss_auc"]
+    )
+
+
+def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:
+    """Merged weights == base + adapter (1e-4); both load with their own libraries."""
+    import datasets
+    from peft import PeftModel
+    from transformers import AutoModelForImageClassification
+
+    out, _ = resnet_class_run
+    assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "model.safetensors", "report.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    merged = AutoModelForImageClassification.from_pretrained(out).eval()
+    base = AutoModelForImageClassification.from_pretrained(resnet_ckpt)
+    adapted = PeftModel.from_pretrained(base, out).eval()
+    test = datasets.load_from_disk(str(digits[1]))
+    pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in test["image"][:64]]))[:, None]
+    with torch.no_grad():
+        a, b = merged(pixel_values=pixels).logits, adapted(pixel_values=pixels).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    labels = torch.tensor(list(test["label"][:64]))
+    assert not (a.argmax(-1)[labels == FORGET_CLASS] == FORGET_CLASS).any()
+
+
+def test_report_fields(resnet_class_run, resnet_ckpt, class_forget_file) -> None:
+    out, report = resnet_class_run
+    assert json.loads((out / "report.json").read_text()) == report
+    assert set(REPORT_KEYS) <= set(report)
+    assert report["inputs"]["weights_sha256"]["model.safetensors"] == sha256_file(resnet_ckpt / "model.safetensors")
+    assert report["inputs"]["forget_list_sha256"] == sha256_file(class_forget_file)
+    assert report["outputs"]["sha256"]["model.safetensors"] == sha256_file(out / "model.safetensors")
+    assert report["outputs"]["sha256"]["adapter_model.safetensors"] == sha256_file(out / "adapter_model.safetensors")
+    for key in ("rank", "alpha", "gamma", "epochs", "lr", "batch_size", "retain_ratio", "taps"):
+        assert key in report["settings"]
+    for phase in ("load", "audit_before", "setup", "fit", "save", "audit_after", "total"):
+        assert report["timings_s"][phase] >= 0
+    assert report["peak_memory_mib"]["cpu_rss_mib"] > 0
+    assert report["trainable_parameters"] > 0
+    assert report["device"] == "cpu" and report["precision"] == "fp32"
+    for split in ("forget", "retain", "test"):
+        assert {"acc", "conf"} <= set(report["metrics"]["before"][split])
+    assert 0 <= report["metrics"]["original"]["retain_feature_distance"] < 0.5
+    assert report["metrics"]["after"]["sizes"]["retain"] <= report["metrics"]["after"]["sizes"]["retain_total"]
+    assert len(report["training"]["history"]) == report["training"]["epochs"] >= report["settings"]["epochs"]
+    assert report["training"]["steps"] >= report["settings"]["min_steps"]
+
+
+def test_save_modes_and_stdin(resnet_ckpt, digits, tmp_path, cli) -> None:
+    """--save adapter writes no merged weights; '-' reads the forget list from stdin."""
+    result = invoke_stdin(
+        cli, f"{FORGET_CLASS}\n", "unlearn", "--model", resnet_ckpt / "model.safetensors", "--data", digits[0],
+        "--forget", "-", "--by", "class", "--out", tmp_path / "a", "--save", "adapter", "--epochs", "1", "--quiet",
+    )
+    assert result.exit_code == 0, result.stderr
+    names = {p.name for p in (tmp_path / "a").iterdir()}
+    assert "adapter_model.safetensors" in names and "model.safetensors" not in names
+    assert result.stdout.strip()  # the summary table goes to stdout without --json
+
+
+def invoke_stdin(runner, text: str, *args: object):
+    from rfau_cli.cli import app
+
+    return runner.invoke(app, [str(a) for a in args], input=text, catch_exceptions=False)
+
+
+def test_same_seed_same_adapter(resnet_ckpt, digits, class_forget_file, tmp_path, cli) -> None:
+    args = ("--by", "class", "--epochs", "2", "--save", "adapter")
+    first = _unlearn(cli, resnet_ckpt, digits, class_forget_file, tmp_path / "a", *args)
+    second = _unlearn(cli, resnet_ckpt, digits, class_forget_file, tmp_path / "b", *args)
+    assert first["outputs"]["sha256"] == second["outputs"]["sha256"]
