@@ -25,6 +25,9 @@ MODEL_INDEX_FILE = "model.safetensors.index.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 REPORT_FILE = "report.json"
+# With --save both the adapter goes one level down: transformers applies an adapter_config.json
+# it finds next to config.json on load, which would add the adapter to already-merged weights.
+ADAPTER_SUBDIR = "adapter"
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "model.ckpt")
 # Preprocessing files copied next to merged weights so the output is a complete checkpoint.
 PROCESSOR_FILES = (
@@ -220,6 +223,9 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
 def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
     """Write the adapter and/or merged weights (+ processor files) into `out`.
 
+    adapter: the adapter at the top of `out`; merged: a plain checkpoint; both: the merged
+    checkpoint at the top and the adapter in `out/adapter/` (see ADAPTER_SUBDIR).
+
     Returns the model to evaluate afterwards (the merged one when it was merged), so the
     report's numbers are those of the files written.
     """
@@ -229,9 +235,10 @@ def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
     if save in ("adapter", "both"):
         if not is_peft:
             raise InputError("this method trains all weights: use --save merged")
+        adapter_dir = out if save == "adapter" else out / ADAPTER_SUBDIR
         model.peft_config["default"].base_model_name_or_path = str(ref.dir)
-        model.save_pretrained(str(out))
-        (out / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing true
+        model.save_pretrained(str(adapter_dir))
+        (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing true
     if save in ("merged", "both"):
         merged = model.merge_and_unload() if is_peft else model
         merged.save_pretrained(str(out))

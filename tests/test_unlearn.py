@@ -96,12 +96,12 @@ def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:
     from transformers import AutoModelForImageClassification
 
     out, _ = resnet_class_run
-    assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "model.safetensors", "report.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {"adapter", "config.json", "model.safetensors", "report.json"} <= {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (out / "adapter").iterdir()}
     merged = AutoModelForImageClassification.from_pretrained(out).eval()
+    assert not hasattr(merged, "peft_config")  # a plain checkpoint: nothing applied on top
     base = AutoModelForImageClassification.from_pretrained(resnet_ckpt)
-    adapted = PeftModel.from_pretrained(base, out).eval()
+    adapted = PeftModel.from_pretrained(base, out / "adapter").eval()
     test = datasets.load_from_disk(str(digits[1]))
     pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in test["image"][:64]]))[:, None]
     with torch.no_grad():
@@ -118,7 +118,8 @@ def test_report_fields(resnet_class_run, resnet_ckpt, class_forget_file) -> None
     assert report["inputs"]["weights_sha256"]["model.safetensors"] == sha256_file(resnet_ckpt / "model.safetensors")
     assert report["inputs"]["forget_list_sha256"] == sha256_file(class_forget_file)
     assert report["outputs"]["sha256"]["model.safetensors"] == sha256_file(out / "model.safetensors")
-    assert report["outputs"]["sha256"]["adapter_model.safetensors"] == sha256_file(out / "adapter_model.safetensors")
+    adapter = out / "adapter" / "adapter_model.safetensors"
+    assert report["outputs"]["sha256"]["adapter/adapter_model.safetensors"] == sha256_file(adapter)
     for key in ("rank", "alpha", "gamma", "epochs", "lr", "batch_size", "retain_ratio", "taps"):
         assert key in report["settings"]
     for phase in ("load", "audit_before", "setup", "fit", "save", "audit_after", "total"):
