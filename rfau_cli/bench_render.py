@@ -114,7 +114,10 @@ def render_plot(result: dict[str, Any], path: Path) -> None:
         ax.annotate(row["method"], (t["mean"], gap["mean"]), textcoords="offset points", xytext=(6, 5), fontsize=9)
         times.append(t["mean"])
     if times and min(times) > 0 and max(times) / min(times) > 20:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
     ax.set_xlabel("time: setup + fit (s)")
     ax.set_ylabel("average gap to retrain (pp)")
     ax.set_title(f"rfau bench ({len(result['seeds'])} seed{'s' if len(result['seeds']) > 1 else ''})")

@@ -19,7 +19,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+import torch  # noqa: E402
+
 from rfau_cli import toy  # noqa: E402
+
+# The models here have a few thousand parameters: thread hand-offs cost more than the math,
+# and one thread makes every fixture model bit-identical whatever order the tests run in.
+torch.set_num_threads(1)
 from rfau_cli.cli import app  # noqa: E402
 
 FORGET_CLASS = 3

@@ -15,17 +15,6 @@ from conftest import invoke
 AUC_MARGIN = 0.1  # measured gaps 0.15-0.36 over four seeds: see the fixture's docstring
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than the math (and thrash on a busy machine)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def audit_json(cli, *args: object) -> dict:
     result = invoke(cli, "audit", *args, "--json", "--quiet")
     assert result.exit_code == 0, result.stderr
