@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rfau_cli.methods.base import FitContext, Method
-from rfau_cli.methods.finetune import join
+from rfau_cli.methods.base import join
 from rfau_cli.methods.scrub import distill_kl
 
 

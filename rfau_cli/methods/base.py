@@ -99,3 +99,14 @@ class Method:
         from rfau_cli.loop import train
 
         return train(self, ctx)
+
+
+def join(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """One batch from several (one forward pass instead of k)."""
+    import torch
+
+    if len(batches) == 1:
+        return batches[0]
+    out = {k: torch.cat([b[k] for b in batches]) for k in batches[0] if k != "rows"}
+    out["rows"] = np.concatenate([b["rows"] for b in batches])
+    return out

@@ -9,20 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
-
-from rfau_cli.methods.base import FitContext, Method
-
-
-def join(batches: list[dict[str, Any]]) -> dict[str, Any]:
-    """One batch from several (one forward pass instead of k)."""
-    import torch
-
-    if len(batches) == 1:
-        return batches[0]
-    out = {k: torch.cat([b[k] for b in batches]) for k in batches[0] if k != "rows"}
-    out["rows"] = np.concatenate([b["rows"] for b in batches])
-    return out
+from rfau_cli.methods.base import FitContext, Method, join
 
 
 def cross_entropy(ctx: FitContext, batches: list[dict[str, Any]], labels: Any | None = None) -> Any:

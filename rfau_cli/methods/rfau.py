@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rfau_cli.features import relative_distance
-from rfau_cli.methods.base import FitContext, Method
+from rfau_cli.methods.base import FitContext, Method, join
 
 CACHE_BUDGET_BYTES = 1 << 30  # teacher features of retain rows are cached below this size
 PROTOTYPE_ROWS = 4096  # retain rows averaged into class prototypes (means converge fast)
@@ -140,9 +140,7 @@ class RFAU(Method):
     def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
         import torch
 
-        batches = [forget, *retain]
-        joined = {k: torch.cat([b[k] for b in batches]) for k in forget if k != "rows"}
-        _, taps = ctx.student(joined)
+        _, taps = ctx.student(join([forget, *retain]))
         n_f = len(forget["rows"])
         t_logits, t_taps = ctx.teacher(forget)
         if retain:

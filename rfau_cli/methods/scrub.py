@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rfau_cli.methods.base import FitContext, Method
-from rfau_cli.methods.finetune import join
+from rfau_cli.methods.base import join
 
 
 def distill_kl(student_logits: Any, teacher_logits: Any, temperature: float) -> Any:
