@@ -70,8 +70,8 @@ class RFAU(Method):
     uses_lora: ClassVar[bool] = True
     # Measured on the digits ResNet and ViT (README, "Defaults"): 20 epochs at 1e-3 forget a
     # class (the ResNet keeps its other classes within a point, the 5k-parameter ViT loses ~3);
-    # at least 100 steps whatever the size of D_f.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 20, "lr": 1e-3, "min_steps": 100}
+    # at least 50 steps whatever the size of D_f.
+    defaults: ClassVar[dict[str, float]] = {"epochs": 20, "lr": 1e-3, "min_steps": 50}
 
     def setup(self, ctx: FitContext) -> None:
         self.cache = TeacherCache(ctx.splits.retain, len(ctx.splits.labels))
