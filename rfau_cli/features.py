@@ -41,10 +41,6 @@ class TapSpec:
             raise InputError(f"--taps {text!r}: use all, head, last or indices like 0,2,-1,head") from None
         return cls(hidden, "head" in parts)
 
-    def describe(self) -> str:
-        hidden = "all" if self.hidden is None else ",".join(map(str, self.hidden))
-        return f"hidden={hidden};head={self.head}"
-
 
 def find_head(model: Any) -> Any:
     """The classifier head: the last Linear producing num_labels outputs outside the body."""
