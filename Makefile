@@ -25,8 +25,12 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+# The scenarios of benchmarks/scenarios.py (inputs cached under bench-out/inputs, each run in
+# its own dated folder); e.g. make bench BENCH_ARGS="--scenarios resnet-mem --methods rfau,finetune"
+BENCH_OUT ?= bench-out
+BENCH_ARGS ?=
 bench: venv
-	$(PY) benchmarks/bench_digits.py
+	$(PY) benchmarks/scenarios.py --out $(BENCH_OUT)/scenarios-$$(date +%Y%m%d-%H%M%S) --cache $(BENCH_OUT)/inputs $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -15,6 +15,7 @@ import numpy as np
 from rfau_cli import metrics as M
 from rfau_cli.data import Splits
 from rfau_cli.encoding import Encoder
+from rfau_cli.input_cache import InputCache
 
 RETAIN_SAMPLE_MIN = 2000  # D_r is scored on a seeded sample of max(|test|, this) rows
 SCORE_BATCH = 256
@@ -62,32 +63,40 @@ class Scores:
         return Scores(self.log_probs[mask], self.labels[mask], self.features[mask])
 
 
-def score(model: Any, encoder: Encoder, splits: Splits, rows: AuditRows, accelerator: Any, progress: Any) -> dict[str, Scores]:
-    """Run the model once over D_f, the D_r sample and test (no gradients)."""
+def score(model: Any, inputs: InputCache | Encoder, splits: Splits, rows: AuditRows, accelerator: Any, progress: Any) -> dict[str, Scores]:
+    """Run the model once over D_f, the D_r sample and test (no gradients).
+
+    `inputs` is the run's InputCache, so the audit after unlearning (and the training in
+    between) reuses the rows the audit before encoded; a bare Encoder gets a cache of its
+    own for this call (budget 0: nothing is kept).
+    """
     from rfau_cli.features import TapReader, TapSpec, find_head
 
+    if isinstance(inputs, Encoder):
+        inputs = InputCache(inputs, splits.train, splits.labels, splits.test, splits.test_labels, budget_bytes=0)
     reader = TapReader(model, find_head(model), TapSpec((), True))
     try:
         out = {
-            "forget": _score_rows(reader, encoder, splits.train, splits.labels, rows.forget, accelerator, progress),
-            "retain": _score_rows(reader, encoder, splits.train, splits.labels, rows.retain, accelerator, progress),
+            "forget": _score_rows(reader, inputs, False, splits.labels, rows.forget, accelerator, progress),
+            "retain": _score_rows(reader, inputs, False, splits.labels, rows.retain, accelerator, progress),
         }
         if splits.test is not None:
             test_rows = np.arange(len(splits.test_labels))
-            out["test"] = _score_rows(reader, encoder, splits.test, splits.test_labels, test_rows, accelerator, progress)
+            out["test"] = _score_rows(reader, inputs, True, splits.test_labels, test_rows, accelerator, progress)
     finally:
         reader.close()
     return out
 
 
-def _score_rows(reader: Any, encoder: Encoder, table: Any, labels: np.ndarray, rows: np.ndarray, accelerator: Any, progress: Any) -> Scores:
+def _score_rows(reader: Any, inputs: InputCache, test: bool, labels: np.ndarray, rows: np.ndarray, accelerator: Any,
+                progress: Any) -> Scores:
     import torch
 
     log_probs, features = [], []
     task = progress.add_task("scoring", total=len(rows))
-    for start in range(0, len(rows), SCORE_BATCH):
-        chunk = rows[start : start + SCORE_BATCH]
-        batch = {k: v.to(accelerator.device) for k, v in encoder(table, chunk, labels).items() if k != "labels"}
+    chunks = [rows[start : start + SCORE_BATCH] for start in range(0, len(rows), SCORE_BATCH)]
+    for chunk, encoded in zip(chunks, inputs.iterate(chunks, test)):
+        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in encoded.items() if k != "labels"}
         with torch.no_grad(), accelerator.autocast():
             logits, taps = reader(batch)
         log_probs.append(torch.log_softmax(logits.double(), -1).cpu().numpy())

@@ -204,12 +204,14 @@ def _score(job: Any, ref: Any) -> dict[str, Any]:
 
 def _write_atomic(result: dict[str, Any], out: Path) -> None:
     """Write next to `out`, then rename, so a reader never sees half a file."""
+    from rfau_cli.checkpoint import current_umask
     from rfau_cli.report import write_report
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     os.close(fd)
     try:
         write_report(result, Path(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a report follows the umask
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,27 +1,43 @@
-"""`rfau bench`: every method against a retrained reference, on the same inputs and seeds.
+"""`rfau bench`: every method against several retrained references, on the same inputs.
 
-    check inputs -> per seed: reference (retrain, or score --reference) -> each method
-                 -> gaps to the reference -> mean/spread over seeds -> bench.json/.md/.png
+    check inputs -> references (retrain once per --reference-seeds, or the --reference paths)
+                 -> the floor (gap between references) and "none" (the original model)
+                 -> per method seed: each method -> gap to every reference -> share closed
+                 -> mean/spread over seeds -> bench.json/.md/.png
 
-Each method runs through `run_unlearn` (quiet) into `out/runs/{method}-s{seed}`; the reference
-through `run_retrain` into `out/runs/retrain-s{seed}`. A method that fails is recorded with
-its error and the bench goes on. Bad input (found before the first run or while loading the
-reference) is exit 2 with nothing written; `--out` is written atomically.
+Each method runs through `run_unlearn` (quiet) into `out/runs/{method}-s{seed}`; a retrained
+reference through `run_retrain` into `out/runs/retrain-s{seed}`. A run that fails is recorded
+with its error and the bench goes on. Bad input (found before the first run or while loading
+a reference) is exit 2 with nothing written; `--out` is written atomically.
+
+Why every model is audited again here: each run's own report audits with that run's seed (its
+own D_r sample and attack seed). Gaps between models of different seeds would then mix
+audit noise into the noise floor. The bench audits the original, every reference and every
+method output once more with one shared Job (seed = the first of --seeds), so every gap
+compares two models on the same rows with the same attacks.
 
 Numbers (docs/bench.md): UA = 1 - acc(D_f), RA = acc(D_r sample), TA = acc(test), MIA-efficacy
-(SVC, confidence), loss-attack AUC; the average gap is `audit.reference_gap`'s avg_gap_pp, the
-mean absolute gap in percentage points over UA, RA, TA and MIA-efficacy (SalUn's Avg. Gap).
+(SVC, confidence), loss-attack AUC; a gap between two models is `audit.reference_gap`'s
+avg_gap_pp (SalUn's Avg. Gap, mean |difference| over UA, RA, TA, MIA-efficacy in pp).
+
+- floor = mean gap over all pairs of references (two retrains of different seeds): the best
+  any method can reach, since the references disagree among themselves this much;
+- a run's gap = mean of its gaps to each reference; "none" (the original, doing nothing) too;
+- share closed = (gap_none - gap) / (gap_none - floor): 1 is as close as another retrain,
+  0 is no better than doing nothing (undefined without a floor or with nothing to remove);
+- loss_auc_gap = |loss-attack AUC - mean AUC of the references|.
 Time is the unlearning itself (the run's setup + fit phases), not loading or auditing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +51,41 @@ BENCH_MD = "bench.md"
 BENCH_PNG = "bench.png"
 RUNS_DIR = "runs"
 REFERENCE = "retrain"
+NONE = "none"  # the row of doing nothing: the original model
 # Bench column -> key of the flattened audit metrics (TA: see _selected).
 METRICS = {"ua": "forget.ua", "ra": "retain.acc", "ta": "test.acc", "mia_efficacy": "mia.efficacy", "loss_auc": "mia.loss_auc"}
+# Numbers a run's "gap" holds.
+GAP_NUMBERS = ("avg_gap_pp", "loss_auc_gap", "share_closed")
 # Columns aggregated over seeds (mean and spread).
-NUMBERS = (*METRICS, "avg_gap_pp", "time_s", "total_s", "peak_memory_mib", "trainable_parameters")
+NUMBERS = (*METRICS, *GAP_NUMBERS, "time_s", "total_s", "peak_memory_mib", "trainable_parameters")
 RSS_POLL_S = 0.05  # how often the memory sampler reads the resident set size
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """One reference: retrained with `seed`, or the checkpoint at `path`."""
+
+    label: str
+    seed: int | None = None
+    path: Path | None = None
+
+
+def reference_specs(cfg: BenchConfig) -> list[ReferenceSpec]:
+    """The references of the bench: the given paths, else one retrain per reference seed.
+
+    Without --reference-seeds the retrain seeds are the method seeds (one retrain a seed, as
+    the bench always did).
+    """
+    if cfg.references:
+        return [ReferenceSpec(str(p), path=Path(p)) for p in cfg.references]
+    return [ReferenceSpec(f"{REFERENCE}-s{s}", seed=s) for s in (cfg.reference_seeds or cfg.seeds)]
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run the bench and return what bench.json holds.
 
     Raises:
-        InputError: bad input (before any run, or while loading the reference); nothing is written.
+        InputError: bad input (before any run, or while loading a reference); nothing is written.
     """
     from rfau_cli.bench_render import render_markdown, render_plot
     from rfau_cli.checkpoint import atomic_output_dir
@@ -55,33 +94,60 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
     started = time.perf_counter()
     names = check_bench(cfg)
+    specs = reference_specs(cfg)
     runs: list[dict[str, Any]] = []
+    # `--out` is claimed first (its temporary sibling created now, removed on any failure).
     with Progress(cfg.runtime.quiet) as progress, atomic_output_dir(cfg.out) as tmp:
+        job = _audit_job(cfg)  # loads data and model: label/id errors are exit 2 here, before any run
         (tmp / RUNS_DIR).mkdir()
-        task = progress.add_task("bench", total=len(cfg.seeds) * (len(names) + 1))
-        for seed in cfg.seeds:
-            reference = _reference_run(cfg, seed, tmp)
-            runs.append(_log(progress, reference))
+        task = progress.add_task("bench", total=len(specs) + len(cfg.seeds) * len(names))
+        references = []
+        for spec in specs:
+            references.append(_reference_run(cfg, spec, tmp, job))
             progress.advance(task)
+        ok_refs = [r for r in references if r["status"] == "ok"]
+        floor = noise_floor([r["audit"] for r in ok_refs], [r["label"] for r in ok_refs])
+        auc_ref = _mean([r["metrics"]["loss_auc"] for r in ok_refs])
+        for ref in references:
+            if ref["status"] == "ok":
+                ref["gap"] = _reference_gap_to_others(ref, ok_refs, floor, auc_ref)
+            runs.append(_log(progress, ref))
+        none = _none_run(job, ok_refs, auc_ref, floor["mean"])
+        gap_none = none.get("gap", {}).get("avg_gap_pp")
+        runs.append(_log(progress, none))
+        for seed in cfg.seeds:
             for name in names:
-                run = _method_run(cfg, name, seed, tmp)
-                if run["status"] == "ok" and reference["status"] == "ok":
-                    run["gap"] = _gap(run.pop("audit"), reference["audit"])
+                run = _method_run(cfg, name, seed, tmp, job)
+                if run["status"] == "ok" and ok_refs:
+                    run["gap"] = gap_to_references(run["audit"], ok_refs, auc_ref)
+                    run["gap"]["share_closed"] = share_closed(gap_none, run["gap"]["avg_gap_pp"], floor["mean"])
                 run.pop("audit", None)
                 runs.append(_log(progress, run))
                 progress.advance(task)
-            reference.pop("audit", None)
+        for run in runs:
+            run.pop("audit", None)
         result = {
             "schema_version": SCHEMA_VERSION,
             "tool": "rfau",
             "command": "bench",
             "versions": library_versions(),
             "settings": cfg.as_dict(),
-            "reference": {"source": "checkpoint" if cfg.reference else "retrain", "path": _str(cfg.reference)},
+            "reference": {
+                "source": "checkpoint" if cfg.references else "retrain",
+                "path": str(cfg.references[0]) if len(cfg.references) == 1 else None,
+                "paths": [str(p) for p in cfg.references],
+                "seeds": [s.seed for s in specs if s.seed is not None],
+                "labels": [s.label for s in specs],
+            },
+            "audit_seed": job.seed,
             "methods": names,
             "seeds": list(cfg.seeds),
+            "floor": floor,
+            "none": {"avg_gap_pp": none.get("gap", {}).get("avg_gap_pp_stats"), "loss_auc": none.get("metrics", {}).get("loss_auc")},
+            "removable_gap_pp": removable_gap(gap_none, floor["mean"]),
+            "reference_loss_auc": auc_ref,
             "runs": runs,
-            "summary": summarize(runs, [REFERENCE, *names]),
+            "summary": summarize(runs, [REFERENCE, NONE, *names], floor),
             "wall_time_s": round(time.perf_counter() - started, 3),
             "files": [BENCH_JSON, BENCH_MD, BENCH_PNG],
         }
@@ -103,54 +169,153 @@ def check_bench(cfg: BenchConfig) -> list[str]:
         raise InputError("rfau bench reads the forget list once per run: give a file, not '-'")
     if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
         raise InputError(f"--seeds must be distinct integers, got {list(cfg.seeds)}")
+    if len(set(cfg.reference_seeds)) != len(cfg.reference_seeds):
+        raise InputError(f"--reference-seeds must be distinct integers, got {list(cfg.reference_seeds)}")
+    if cfg.references and cfg.reference_seeds:
+        raise InputError("--reference and --reference-seeds exclude each other: give checkpoints or seeds to retrain with")
+    if len({Path(p).resolve() for p in cfg.references}) != len(cfg.references):
+        raise InputError("--reference names the same checkpoint twice: the floor needs distinct retrains")
     names = list(dict.fromkeys(cfg.methods)) or list(REGISTRY)
-    if REFERENCE in names:
-        raise InputError("retrain is the reference, not a method: it runs unless --reference is given")
+    if REFERENCE in names or NONE in names:
+        raise InputError(f"{REFERENCE} is the reference and {NONE} the original model: rows of every bench, not methods")
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
     model = resolve_checkpoint(cfg.model)
-    if cfg.reference is not None:
-        ref = resolve_checkpoint(cfg.reference)
+    for path in cfg.references:
+        ref = resolve_checkpoint(path)
         if ref.num_labels != model.num_labels:
-            raise InputError(f"--reference {cfg.reference} has {ref.num_labels} labels; --model has {model.num_labels}")
+            raise InputError(f"--reference {path} has {ref.num_labels} labels; --model has {model.num_labels}")
     return names
 
 
-def _reference_run(cfg: BenchConfig, seed: int, out: Path) -> dict[str, Any]:
-    """Retrain (or score the given reference) for one seed; input errors propagate (exit 2)."""
-    record: dict[str, Any] = {"method": REFERENCE, "role": "reference", "seed": seed}
+# ---- the pure part: gaps, floor, share closed ------------------------------------------------
+
+
+def noise_floor(audits: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, Any]:
+    """Mean and spread (sample std) of the avg gap over every pair of references.
+
+    Two retrains that differ only in their seed are both perfect unlearning, so their gap is
+    what "as good as retraining" can mean: no method can be told apart from retraining below it.
+    Returns {mean, std, n, pairs}; mean None with fewer than two references.
+    """
+    from rfau_cli.audit import reference_gap
+
+    pairs = [
+        {"a": labels[i], "b": labels[j], "avg_gap_pp": reference_gap(audits[i], audits[j])["avg_gap_pp"]}
+        for i, j in itertools.combinations(range(len(audits)), 2)
+    ]
+    return {**_mean_std([p["avg_gap_pp"] for p in pairs]), "pairs": pairs}
+
+
+def gap_to_references(metrics: dict[str, Any], references: Sequence[dict[str, Any]], reference_auc: float | None) -> dict[str, Any]:
+    """A model's gaps to each reference (`audit.reference_gap`) and their mean over references.
+
+    `references` are reference runs ({label, audit}); `reference_auc` the references' mean
+    loss-attack AUC. Returns avg_gap_pp (mean), avg_gap_keys, per_metric_pp (mean per table
+    column), per_reference (each reference's own numbers) and loss_auc_gap.
+    """
+    from rfau_cli.audit import reference_gap
+
+    per_reference = []
+    for ref in references:
+        gap = reference_gap(metrics, ref["audit"])
+        per_reference.append({"reference": ref["label"], "avg_gap_pp": gap["avg_gap_pp"], "per_metric_pp": _per_metric(metrics, ref["audit"])})
+    keys = list(reference_gap(metrics, references[0]["audit"]).get("avg_gap_keys", [])) if references else []
+    auc = _selected(metrics)["loss_auc"]
+    return {
+        "avg_gap_pp": _mean([g["avg_gap_pp"] for g in per_reference]),
+        "avg_gap_keys": keys,
+        "per_metric_pp": {k: _mean([g["per_metric_pp"][k] for g in per_reference]) for k in METRICS},
+        "per_reference": per_reference,
+        "loss_auc_gap": None if auc is None or reference_auc is None else abs(auc - reference_auc),
+    }
+
+
+def removable_gap(gap_none: float | None, floor: float | None) -> float | None:
+    """gap_none - floor: how much of doing nothing's gap a method can remove at all (pp)."""
+    if gap_none is None or floor is None:
+        return None
+    return gap_none - floor
+
+
+def share_closed(gap_none: float | None, gap: float | None, floor: float | None) -> float | None:
+    """(gap_none - gap) / (gap_none - floor): the share of the removable gap a method closed.
+
+    1 (100%) means as close to the references as they are to each other, 0 no better than
+    doing nothing, below 0 worse than doing nothing; above 1 is within the noise of the floor.
+    None when a number is missing or nothing is removable (gap_none <= floor: doing nothing
+    already lands within the noise of retraining).
+    """
+    removable = removable_gap(gap_none, floor)
+    if gap is None or removable is None or removable <= 0:
+        return None
+    return (gap_none - gap) / removable
+
+
+def _reference_gap_to_others(ref: dict[str, Any], refs: list[dict[str, Any]], floor: dict[str, Any], auc: float | None) -> dict[str, Any]:
+    """A reference's gap: its mean gap to the other references (0 when it is the only one)."""
+    others = [r for r in refs if r is not ref]
+    if not others:
+        gap = gap_to_references(ref["audit"], [ref], auc)
+        return {**gap, "avg_gap_pp": 0.0, "share_closed": None}
+    return {**gap_to_references(ref["audit"], others, auc), "share_closed": None}
+
+
+# ---- runs --------------------------------------------------------------------------------------
+
+
+def _audit_job(cfg: BenchConfig) -> Any:
+    """The one Job every model of the bench is audited with (see the module docstring)."""
+    from rfau_cli.checkpoint import resolve_checkpoint
+    from rfau_cli.job import prepare_job
+    from rfau_cli.progress import Progress
+
+    return prepare_job(resolve_checkpoint(cfg.model), cfg.data, cfg.runtime, cfg.seeds[0], Progress(quiet=True))
+
+
+def _audit(job: Any, path: Path) -> dict[str, Any]:
+    from rfau_cli.checkpoint import load_model, resolve_checkpoint
+
+    _, metrics = job.audit(load_model(resolve_checkpoint(path)))
+    return metrics
+
+
+def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -> dict[str, Any]:
+    """Retrain (or audit the given checkpoint); input errors propagate (exit 2)."""
+    record: dict[str, Any] = {"method": REFERENCE, "role": "reference", "seed": spec.seed, "label": spec.label}
     try:
-        if cfg.reference is not None:
-            return {**record, "path": str(cfg.reference), **_score_reference(cfg, seed)}
+        if spec.path is not None:
+            metrics = _audit(job, spec.path)
+            return {**record, "path": str(spec.path), "status": "ok", "audit": metrics, "metrics": _selected(metrics)}
         from rfau_cli.retrain import run_retrain
 
-        run_dir = out / RUNS_DIR / f"{REFERENCE}-s{seed}"
+        run_dir = out / RUNS_DIR / spec.label
         retrain = RetrainConfig(
             model=cfg.model, out=run_dir, data=cfg.data, init=cfg.retrain_init,
-            hparams=replace(cfg.retrain_hparams, seed=seed), runtime=replace(cfg.runtime, quiet=True, json=False),
+            hparams=replace(cfg.retrain_hparams, seed=spec.seed), runtime=replace(cfg.runtime, quiet=True, json=False),
         )
         with peak_memory() as peak:
             report = run_retrain(retrain)
-        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak)}
+        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak, _audit(job, run_dir))}
     except InputError:
         raise
     except Exception as err:  # any other failure of one run is recorded; the bench goes on
         return {**record, "status": "failed", "error": one_line(err)}
 
 
-def _score_reference(cfg: BenchConfig, seed: int) -> dict[str, Any]:
-    """Audit the given reference with the Job every method is audited with (same rows, seed)."""
-    from rfau_cli.checkpoint import load_model, resolve_checkpoint
-    from rfau_cli.job import prepare_job
-    from rfau_cli.progress import Progress
+def _none_run(job: Any, refs: list[dict[str, Any]], auc: float | None, floor: float | None) -> dict[str, Any]:
+    """Doing nothing: the original model, audited and gapped like every method."""
+    _, metrics = job.audit(job.model)
+    record: dict[str, Any] = {"method": NONE, "role": "none", "seed": None, "status": "ok", "metrics": _selected(metrics)}
+    if refs:
+        gap = gap_to_references(metrics, refs, auc)
+        gap["avg_gap_pp_stats"] = _mean_std([g["avg_gap_pp"] for g in gap["per_reference"]])
+        record["gap"] = {**gap, "share_closed": share_closed(gap["avg_gap_pp"], gap["avg_gap_pp"], floor)}
+    return record
 
-    job = prepare_job(resolve_checkpoint(cfg.model), cfg.data, cfg.runtime, seed, Progress(quiet=True))
-    _, metrics = job.audit(load_model(resolve_checkpoint(cfg.reference)))
-    return {"status": "ok", "audit": metrics, "metrics": _selected(metrics)}
 
-
-def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path) -> dict[str, Any]:
+def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> dict[str, Any]:
     """One method, one seed, through `run_unlearn`; any failure becomes a record."""
     from rfau_cli.methods import load_method
     from rfau_cli.unlearn import run_unlearn
@@ -167,20 +332,21 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path) -> dict[str, 
                 hparams=replace(cfg.hparams, seed=seed), runtime=replace(cfg.runtime, quiet=True, json=False),
             )
             report = run_unlearn(unlearn, method=method)
+        metrics = _audit(job, run_dir)
     except Exception as err:  # a failing method is a result of the bench, not its end
-        record.pop("dir")  # nothing was written: run_unlearn's output is atomic
+        if not run_dir.exists():
+            record.pop("dir")  # nothing was written: run_unlearn's output is atomic
         return {**record, "status": "failed", "error": one_line(err)}
-    return {**record, **_numbers(report, peak)}
+    return {**record, **_numbers(report, peak, metrics)}
 
 
-def _numbers(report: dict[str, Any], peak: dict[str, float]) -> dict[str, Any]:
-    after = report["metrics"]["after"]
+def _numbers(report: dict[str, Any], peak: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
     timings = report["timings_s"]
     memory = {**report.get("peak_memory_mib", {}), **peak}
     return {
         "status": "ok",
-        "audit": after,
-        "metrics": _selected(after),
+        "audit": metrics,
+        "metrics": _selected(metrics),
         "time_s": round(timings.get("setup", 0.0) + timings.get("fit", 0.0), 3),
         "total_s": timings.get("total"),
         "peak_memory_mib": memory.get("cuda_mib", memory.get("cpu_rss_mib")),
@@ -195,51 +361,74 @@ def _selected(metrics: dict[str, Any]) -> dict[str, float | None]:
 
     flat = flatten(metrics)
     keys = {**METRICS, "ta": "test_retain.acc" if "test_retain.acc" in flat else "test.acc"}
-    return {name: flat.get(key) for name, key in keys.items()}
+    return {name: _finite(flat.get(key)) for name, key in keys.items()}
 
 
-def _gap(metrics: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    """The Avg. Gap from `audit.reference_gap`, and the gap of each table number (pp)."""
-    from rfau_cli.audit import reference_gap
-
-    gap = reference_gap(metrics, reference)
+def _per_metric(metrics: dict[str, Any], reference: dict[str, Any]) -> dict[str, float | None]:
+    """|method - reference| of each table number, in pp (the AUC in hundredths too)."""
     mine, ref = _selected(metrics), _selected(reference)
-    per_metric = {
-        k: None if mine[k] is None or ref[k] is None else abs(mine[k] - ref[k]) * 100 for k in METRICS
-    }
-    return {"avg_gap_pp": gap["avg_gap_pp"], "avg_gap_keys": list(gap.get("avg_gap_keys", [])), "per_metric_pp": per_metric}
+    return {k: None if mine[k] is None or ref[k] is None else abs(mine[k] - ref[k]) * 100 for k in METRICS}
 
 
-def summarize(runs: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
-    """One row a method: mean and spread (sample std; None with one seed) of each number."""
+# ---- summary -----------------------------------------------------------------------------------
+
+
+def summarize(runs: list[dict[str, Any]], names: list[str], floor: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row a method: mean and spread (sample std; None with one seed) of each number.
+
+    The reference row's avg gap is the floor (its spread over pairs of references); the none
+    row's is its gap to the references (spread over references).
+    """
     rows = []
     for name in names:
         mine = [r for r in runs if r["method"] == name]
         ok = [r for r in mine if r["status"] == "ok"]
         status = "ok" if len(ok) == len(mine) else ("failed" if not ok else "partial")
         row: dict[str, Any] = {"method": name, "status": status, "seeds_ok": len(ok), "seeds": len(mine)}
-        row["errors"] = [f"seed {r['seed']}: {r['error']}" for r in mine if r["status"] != "ok"]
+        row["errors"] = [f"{_run_name(r)}: {r['error']}" for r in mine if r["status"] != "ok"]
         for key in NUMBERS:
             values = [_value(r, key) for r in ok]
             row[key] = _mean_std([v for v in values if v is not None])
+        if name == REFERENCE and floor is not None and floor.get("mean") is not None:
+            row["avg_gap_pp"] = {k: floor[k] for k in ("mean", "std", "n")}
+        if name == NONE and ok and ok[0].get("gap", {}).get("avg_gap_pp_stats"):
+            row["avg_gap_pp"] = ok[0]["gap"]["avg_gap_pp_stats"]
         rows.append(row)
     return rows
+
+
+def _run_name(run: dict[str, Any]) -> str:
+    if run["role"] == "reference" and run.get("seed") is None:
+        return f"reference {run['label']}"
+    return f"seed {run['seed']}"
 
 
 def _value(run: dict[str, Any], key: str) -> float | None:
     if key in METRICS:
         return run["metrics"].get(key)
-    if key == "avg_gap_pp":
-        return 0.0 if run["method"] == REFERENCE else run.get("gap", {}).get("avg_gap_pp")
+    if key in GAP_NUMBERS:
+        return run.get("gap", {}).get(key)
     return run.get(key)
 
 
-def _mean_std(values: list[float]) -> dict[str, float | None]:
-    values = [float(v) for v in values if v == v]  # NaN (a metric that could not be computed) is left out
-    if not values:
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
+
+
+def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
+    kept = [float(v) for v in values if v is not None and v == v]  # NaN (not computable) is left out
+    if not kept:
         return {"mean": None, "std": None, "n": 0}
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-    return {"mean": float(np.mean(values)), "std": std, "n": len(values)}
+    std = float(np.std(kept, ddof=1)) if len(kept) > 1 else None
+    return {"mean": float(np.mean(kept)), "std": std, "n": len(kept)}
 
 
 def one_line(err: BaseException) -> str:
@@ -248,18 +437,22 @@ def one_line(err: BaseException) -> str:
 
 
 def _log(progress: Any, run: dict[str, Any]) -> dict[str, Any]:
+    who = f"{run['method']}" + (f" seed {run['seed']}" if run.get("seed") is not None else "")
+    if run["role"] == "reference" and run.get("seed") is None:
+        who = f"reference {run['label']}"
     if run["status"] != "ok":
-        progress.log(f"[red]{run['method']}[/] seed {run['seed']}: failed: {run['error']}")
+        progress.log(f"[red]{who}[/]: failed: {run['error']}")
         return run
-    gap = run.get("gap", {}).get("avg_gap_pp")
-    gap_text = f"avg gap {gap:.2f} pp" if gap is not None else "reference"
-    time_text = f", {run['time_s']:.1f}s" if run.get("time_s") is not None else ""
-    progress.log(f"[bold]{run['method']}[/] seed {run['seed']}: {gap_text}{time_text}")
+    gap = run.get("gap", {})
+    parts = []
+    if gap.get("avg_gap_pp") is not None:
+        parts.append(f"avg gap {gap['avg_gap_pp']:.2f} pp")
+    if gap.get("share_closed") is not None and run["role"] == "method":
+        parts.append(f"closed {100 * gap['share_closed']:.0f}%")
+    if run.get("time_s") is not None:
+        parts.append(f"{run['time_s']:.1f}s")
+    progress.log(f"[bold]{who}[/]: {', '.join(parts) or 'done'}")
     return run
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
 
 
 @contextlib.contextmanager

@@ -1,14 +1,19 @@
 """The bench result as people read it: a markdown table, a rich table and a picture.
 
-Rates (UA, RA, TA, MIA-efficacy) are shown in percent, the loss-attack AUC as a fraction, the
-average gap to retrain in percentage points; each cell is "mean ± sample std over seeds"
-(the std is left out with one seed).
+Rates (UA, RA, TA, MIA-efficacy) are shown in percent, loss-attack AUCs as fractions, gaps in
+percentage points and the share of the removable gap closed in percent; each cell is
+"mean ± sample std over seeds" (no std with one seed). "n/a" marks what cannot be known from
+this bench (the floor and the share closed need two references or more); "-" a number that
+does not apply to the row or could not be computed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from rfau_cli.bench import NONE, REFERENCE
+
 
 # (summary key, column title, short title for the terminal, how to format)
 COLUMNS = (
@@ -17,60 +22,117 @@ COLUMNS = (
     ("ta", "TA (%)", "TA %", "pct"),
     ("mia_efficacy", "MIA-efficacy (%)", "MIA %", "pct"),
     ("loss_auc", "loss-attack AUC", "loss AUC", "auc"),
+    ("loss_auc_gap", "loss AUC gap", "AUC gap", "auc"),
     ("avg_gap_pp", "avg gap to retrain (pp)", "gap pp", "pp"),
+    ("floor", "floor (pp)", "floor", "pp"),
+    ("share_closed", "share closed (%)", "closed %", "share"),
     ("time_s", "time (s)", "time s", "sec"),
     ("peak_memory_mib", "peak memory (MiB)", "MiB", "int"),
     ("trainable_parameters", "trainable params", "params", "int"),
 )
 HEADER = ("method", *(c[1] for c in COLUMNS))
 SHORT_HEADER = ("method", *(c[2] for c in COLUMNS))
+NOT_KNOWN = "n/a"
 
 
-def _cell(stat: dict[str, Any], kind: str) -> str:
-    mean, std = stat.get("mean"), stat.get("std")
+def _cell(stat: dict[str, Any] | None, kind: str, missing: str = "-") -> str:
+    mean, std = (stat or {}).get("mean"), (stat or {}).get("std")
     if mean is None:
-        return "-"
-    scale, digits = {"pct": (100, 2), "pp": (1, 2), "auc": (1, 3), "sec": (1, 1), "int": (1, 0)}[kind]
+        return missing
+    scale, digits = {"pct": (100, 2), "share": (100, 0), "pp": (1, 2), "auc": (1, 3), "sec": (1, 1), "int": (1, 0)}[kind]
     if kind == "int":
         return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std else "")
     text = f"{mean * scale:.{digits}f}"
     return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
 
 
+def _floor_known(result: dict[str, Any]) -> bool:
+    return (result.get("floor") or {}).get("mean") is not None
+
+
+def _row_cells(result: dict[str, Any], row: dict[str, Any]) -> list[str]:
+    cells = []
+    for key, _, _, kind in COLUMNS:
+        if key == "floor":
+            cells.append(_cell(result.get("floor"), kind, NOT_KNOWN))
+        elif key == "share_closed" and row["method"] != REFERENCE:
+            # n/a: not knowable from this bench (no floor, or nothing removable); '-' on the reference row
+            cells.append(_cell(row.get(key), kind, NOT_KNOWN))
+        else:
+            cells.append(_cell(row.get(key), kind))
+    return cells
+
+
+def row_name(method: str) -> str:
+    return {REFERENCE: "retrain (reference)", NONE: "none (original)"}.get(method, method)
+
+
 def table_rows(result: dict[str, Any], short: bool = False) -> list[list[str]]:
-    """One row of strings a method (the reference first), in HEADER order."""
+    """One row of strings a method (the references and "none" first), in HEADER order."""
     rows = []
     for row in result["summary"]:
-        name = row["method"] + (" (reference)" if row["method"] == "retrain" else "")
+        name = row_name(row["method"])
         if row["status"] == "failed":
             rows.append([name, "failed" if short else f"failed: {row['errors'][0] if row['errors'] else ''}"] + [""] * (len(COLUMNS) - 1))
             continue
         if row["status"] == "partial":
-            name += f" ({row['seeds_ok']}/{row['seeds']} seeds)"
-        rows.append([name, *(_cell(row[key], kind) for key, _, _, kind in COLUMNS)])
+            name += f" ({row['seeds_ok']}/{row['seeds']} {'references' if row['method'] == REFERENCE else 'seeds'})"
+        rows.append([name, *_row_cells(result, row)])
     return rows
 
 
-def render_markdown(result: dict[str, Any]) -> str:
-    """bench.md: a title line, the table, and the errors of failed runs."""
+def describe(result: dict[str, Any]) -> list[str]:
+    """The lines above the table: what was compared with what, and the floor."""
     seeds = ", ".join(map(str, result["seeds"]))
     ref = result["reference"]
-    source = f"checkpoint {ref['path']}" if ref["source"] == "checkpoint" else "retrained on D_r for each seed"
-    lines = [
-        "# rfau bench",
+    labels = ref.get("labels") or ([ref["path"]] if ref.get("path") else [])
+    if ref["source"] == "checkpoint":
+        source = f"{len(labels)} checkpoint{'s' if len(labels) != 1 else ''} ({', '.join(labels)})"
+    else:
+        source = f"retrained on D_r with seed{'s' if len(ref.get('seeds', [])) != 1 else ''} {', '.join(map(str, ref.get('seeds', [])))}"
+    floor = result.get("floor") or {}
+    if _floor_known(result):
+        removable = result.get("removable_gap_pp")
+        floor_text = (
+            f"Floor (mean avg gap between {floor['n']} pair{'s' if floor['n'] != 1 else ''} of references): "
+            f"{_cell(floor, 'pp')} pp; doing nothing: {_cell(_none_gap(result), 'pp')} pp; removable gap: "
+            + (f"{removable:.2f} pp." if removable is not None else "n/a.")
+        )
+        if removable is not None and removable <= 0:
+            floor_text += " Doing nothing is already within the floor: share closed is n/a."
+    else:
+        floor_text = "Floor: n/a (one reference; give --reference-seeds 0,1,2 or several --reference for the floor and the share closed)."
+    return [
+        f"Method seeds: {seeds}. References: {source}. Every model audited on the same rows (audit seed {result.get('audit_seed', '-')}).",
         "",
-        f"Seeds: {seeds}. Reference: {source}. Cells: mean ± std over seeds. "
-        "Avg gap: mean |method - reference| over UA, RA, TA, MIA-efficacy, in percentage points. "
-        "Time: setup + fit of the run.",
+        floor_text,
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|",
+        "Cells: mean ± std over method seeds. Avg gap: mean |method - reference| over UA, RA, TA, MIA-efficacy (pp), "
+        "averaged over the references. Share closed: (gap of none - gap) / (gap of none - floor). "
+        "Loss AUC gap: |loss-attack AUC - the references' mean|. Time: setup + fit of the run.",
     ]
+
+
+def _none_gap(result: dict[str, Any]) -> dict[str, Any] | None:
+    return (result.get("none") or {}).get("avg_gap_pp")
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """bench.md: a title line, the floor, the table, and the errors of failed runs."""
+    lines = ["# rfau bench", "", *describe(result), "",
+             "| " + " | ".join(HEADER) + " |",
+             "|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(result)]
-    failures = [f"- {r['method']} seed {r['seed']}: {r['error']}" for r in result["runs"] if r["status"] != "ok"]
+    failures = [f"- {_who(r)}: {r['error']}" for r in result["runs"] if r["status"] != "ok"]
     if failures:
         lines += ["", "Failed runs:", "", *failures]
     return "\n".join(lines) + "\n"
+
+
+def _who(run: dict[str, Any]) -> str:
+    if run.get("seed") is None:
+        return f"{run['method']} {run.get('label', '')}".strip()
+    return f"{run['method']} seed {run['seed']}"
 
 
 def print_bench_table(result: dict[str, Any], out_dir: Path) -> None:
@@ -85,43 +147,58 @@ def print_bench_table(result: dict[str, Any], out_dir: Path) -> None:
         table.add_row(*row)
     console = Console()
     if not console.is_terminal:  # piped or captured: no terminal width to fit, keep the table whole
-        console = Console(width=160)
+        console = Console(width=180)
     console.print(table)
+    console.print(describe(result)[2], highlight=False)
     for run in result["runs"]:
         if run["status"] != "ok":
-            console.print(f"[red]failed[/]: {run['method']} seed {run['seed']}: {run['error']}", highlight=False)
+            console.print(f"[red]failed[/]: {_who(run)}: {run['error']}", highlight=False)
     console.print(f"wall time {result['wall_time_s']:.1f}s; wrote {', '.join(str(Path(out_dir) / f) for f in result['files'])}")
 
 
 def render_plot(result: dict[str, Any], path: Path) -> None:
-    """bench.png: average gap to retrain against time, one point a method, error bars over seeds."""
+    """bench.png: left, each method's share of the removable gap closed (error bars over seeds;
+    100% is the floor, 0% doing nothing); right, the avg gap with the floor and "none" as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    times = []
-    for row in result["summary"]:
-        t, gap = row["time_s"], row["avg_gap_pp"]
-        if t["mean"] is None or gap["mean"] is None:
-            continue
-        is_ref = row["method"] == "retrain"
-        ax.errorbar(
-            t["mean"], gap["mean"], xerr=t["std"] or 0.0, yerr=gap["std"] or 0.0,
-            fmt="*" if is_ref else "o", markersize=11 if is_ref else 7, capsize=3,
-        )
-        ax.annotate(row["method"], (t["mean"], gap["mean"]), textcoords="offset points", xytext=(6, 5), fontsize=9)
-        times.append(t["mean"])
-    if times and min(times) > 0 and max(times) / min(times) > 20:
-        from matplotlib.ticker import NullFormatter
+    rows = [r for r in result["summary"] if r["method"] not in (REFERENCE, NONE) and r["status"] != "failed"]
+    names = [r["method"] for r in rows]
+    x = list(range(len(rows)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8.0, 1.1 * len(rows) + 4.5), 4.4), dpi=120)
 
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short ranges
-    ax.set_xlabel("time: setup + fit (s)")
-    ax.set_ylabel("average gap to retrain (pp)")
-    ax.set_title(f"rfau bench ({len(result['seeds'])} seed{'s' if len(result['seeds']) > 1 else ''})")
-    ax.grid(True, alpha=0.3)
+    shares = [r["share_closed"] for r in rows]
+    if _floor_known(result) and any(s["mean"] is not None for s in shares):
+        left.bar(x, [100 * (s["mean"] or 0.0) for s in shares], yerr=[100 * (s["std"] or 0.0) for s in shares],
+                 width=0.6, capsize=3, color="tab:blue", alpha=0.8)
+        left.axhline(100, color="tab:green", linestyle="--", label="floor (as close as another retrain)")
+        left.axhline(0, color="tab:red", linestyle=":", label="none (doing nothing)")
+        left.legend(fontsize=8, loc="best")
+    else:
+        left.text(0.5, 0.5, "floor n/a: one reference\n(--reference-seeds 0,1,2)", ha="center", va="center", transform=left.transAxes)
+    left.set_ylabel("share of the removable gap closed (%)")
+    left.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    left.grid(True, axis="y", alpha=0.3)
+
+    gaps = [r["avg_gap_pp"] for r in rows]
+    right.bar(x, [g["mean"] or 0.0 for g in gaps], yerr=[g["std"] or 0.0 for g in gaps], width=0.6, capsize=3, color="tab:gray", alpha=0.8)
+    floor = result.get("floor") or {}
+    if floor.get("mean") is not None:
+        right.axhline(floor["mean"], color="tab:green", linestyle="--", label=f"floor {floor['mean']:.2f} pp")
+        if floor.get("std"):
+            right.axhspan(floor["mean"] - floor["std"], floor["mean"] + floor["std"], color="tab:green", alpha=0.15)
+    none = _none_gap(result) or {}
+    if none.get("mean") is not None:
+        right.axhline(none["mean"], color="tab:red", linestyle=":", label=f"none {none['mean']:.2f} pp")
+    if floor.get("mean") is not None or none.get("mean") is not None:
+        right.legend(fontsize=8)
+    right.set_ylabel("average gap to the references (pp)")
+    right.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    right.grid(True, axis="y", alpha=0.3)
+    n = len(result["seeds"])
+    fig.suptitle(f"rfau bench ({n} seed{'s' if n > 1 else ''}, {len(result['reference'].get('labels') or [1])} reference(s))")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -11,13 +11,29 @@ from typing import Annotated, Optional
 
 import typer
 
-from rfau_cli.errors import RfauError
 from rfau_cli.options import (
     AdapterOpt, AttacksOpt, AuditTestDataOpt, BatchOpt, BenchReferenceOpt, ByOpt, DataOpt, DeviceOpt, EpochsOpt,
     ForgetOpt, IdColumnOpt, InitOpt, InputColumnOpt, JsonOpt, LabelColumnOpt, LrOpt, MethodsOpt, ModelOpt,
-    OriginalOpt, OutDirOpt, OutFileOpt, PrecisionOpt, QuietOpt, ReferenceOpt, RequireOpt, RetainRatioOpt,
-    RetrainEpochsOpt, SeedOpt, SeedsOpt, SplitOpt, TestDataOpt,
+    OriginalOpt, OutDirOpt, OutFileOpt, PrecisionOpt, QuietOpt, ReferenceOpt, ReferenceSeedsOpt, RequireOpt,
+    RetainRatioOpt, RetrainEpochsOpt, SeedOpt, SeedsOpt, SplitOpt, TestDataOpt,
 )
+from rfau_cli.options import CacheMbOpt, WorkersOpt
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException as _ClickException
+
+_DEBUG = [False]  # `rfau --debug` of the running invocation (set by the root callback)
+
+
+class _RfauGroup(typer.core.TyperGroup):
+    """Every command runs inside `user_errors`: no exception reaches a user as a traceback."""
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]
+        with user_errors(bool(ctx.params.get("debug"))):
+            return super().invoke(ctx)
+
 
 app = typer.Typer(
     name="rfau",
@@ -25,6 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_RfauGroup,
 )
 
 
@@ -41,9 +58,14 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, also print the traceback (same as RFAU_DEBUG=1).")
+    ] = False,
 ) -> None:
     """Make a trained classifier forget chosen samples or classes, and show that it did."""
     import warnings
+
+    _DEBUG[0] = debug
 
     # Library deprecation chatter is not for users of a CLI; stderr is for progress.
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -51,19 +73,32 @@ def _root(
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Map RfauError (and gate parsing errors) to one stderr line and its exit code."""
-    from rfau_cli.gates import GateSyntaxError, UnknownGateKeyError
+def user_errors(debug: bool = False) -> Iterator[None]:
+    """Map every error to one stderr line and its exit code (README, Exit codes).
+
+    RfauError: its own message and code (2 bad input, 1 failed gate, 3 failed run); gate
+    parsing errors: 2; any other exception: 3 with `Type: message`. `--debug` (or
+    RFAU_DEBUG=1) prints the traceback before the line. Click's own exits pass through.
+    """
+    import traceback
+
+    from rfau_cli.errors import debug_from_env, error_line, exit_code_of
 
     try:
         yield
-    except RfauError as err:
-        typer.echo(f"rfau: error: {err}", err=True)
-        raise typer.Exit(err.exit_code) from None
-    except (GateSyntaxError, UnknownGateKeyError) as err:
-        message = err.args[0] if err.args else str(err)
-        typer.echo(f"rfau: error: {message}", err=True)
-        raise typer.Exit(2) from None
+    except (typer.Exit, typer.Abort, _ClickException, BrokenPipeError):
+        raise  # click's own exits and usage errors; a closed stdout is typer's to handle
+    except Exception as err:
+        from rfau_cli.gates import GateSyntaxError, UnknownGateKeyError
+
+        if debug or _DEBUG[0] or debug_from_env():
+            traceback.print_exception(err, file=sys.stderr)
+        if isinstance(err, (GateSyntaxError, UnknownGateKeyError)):
+            message = err.args[0] if err.args else str(err)
+            typer.echo(f"rfau: error: {message}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(error_line(err), err=True)
+        raise typer.Exit(exit_code_of(err)) from None
 
 
 @app.command()
@@ -96,6 +131,8 @@ def unlearn(
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    cache_mb: CacheMbOpt = 2048,
+    workers: WorkersOpt = 0,
 ) -> None:
     """Unlearn samples or classes from a checkpoint; write an adapter and/or merged weights + report.json.
 
@@ -119,7 +156,7 @@ def unlearn(
             epochs=epochs, lr=lr, rank=rank, alpha=alpha, gamma=gamma, batch_size=batch_size,
             retain_ratio=retain_ratio, target_modules=_split_list(target_modules), taps=taps, seed=seed,
         ),
-        runtime=RuntimeSettings(device, precision, quiet, json_out),
+        runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
         from rfau_cli.unlearn import run_unlearn
@@ -150,6 +187,8 @@ def audit(
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    cache_mb: CacheMbOpt = 2048,
+    workers: WorkersOpt = 0,
 ) -> None:
     """Measure what a model still knows about D_f: accuracy, confidence, membership attacks, gap to a retrained model.
 
@@ -176,7 +215,7 @@ def audit(
         require=tuple(require or ()),
         out=out,
         seed=seed,
-        runtime=RuntimeSettings(device, precision, quiet, json_out),
+        runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
         from rfau_cli.audit_run import check_gates, run_audit
@@ -236,6 +275,8 @@ def retrain(
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    cache_mb: CacheMbOpt = 2048,
+    workers: WorkersOpt = 0,
 ) -> None:
     """Train the same architecture on D_r only: the reference unlearning is judged against (docs/bench.md).
 
@@ -257,7 +298,7 @@ def retrain(
         data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
         init=None if init in (None, "scratch") else Path(init),
         hparams=MethodSettings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed),
-        runtime=RuntimeSettings(device, precision, quiet, json_out),
+        runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
         from rfau_cli.retrain import run_retrain
@@ -280,6 +321,7 @@ def bench(
     label_column: LabelColumnOpt = None,
     methods: MethodsOpt = None,
     reference: BenchReferenceOpt = None,
+    reference_seeds: ReferenceSeedsOpt = None,
     retrain_epochs: RetrainEpochsOpt = None,
     retrain_init: Annotated[
         str, typer.Option("--retrain-init", help="Starting weights of the reference retrain: 'scratch' or a checkpoint.")
@@ -295,10 +337,14 @@ def bench(
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    cache_mb: CacheMbOpt = 2048,
+    workers: WorkersOpt = 0,
 ) -> None:
-    """Compare unlearning methods against a retrained reference; write bench.json, bench.md and bench.png.
+    """Compare unlearning methods against retrained references; write bench.json, bench.md and bench.png.
 
     --epochs/--lr/--batch-size/--retain-ratio apply to every method (default: each method's own).
+    Several references (--reference-seeds, or --reference repeated) give the noise floor and
+    each method's share of the removable gap closed (docs/bench.md).
 
     Examples:
 
@@ -306,26 +352,29 @@ def bench(
 
       rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --methods rfau,finetune --seeds 0,1,2 -o bench-sample/
 
+      rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --seeds 0,1,2 --reference-seeds 0,1,2 -o bench-floor/
+
       rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --json -o bench/ > bench.json
     """
     from rfau_cli.settings import BenchConfig, DataSettings, MethodSettings, RuntimeSettings
 
     with user_errors():
-        if reference is not None and (retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch"):
+        if reference and (retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch" or reference_seeds):
             from rfau_cli.errors import InputError
 
-            raise InputError("--reference replaces the retrain: drop the --retrain-* options")
+            raise InputError("--reference replaces the retrain: drop the --retrain-* and --reference-seeds options")
         cfg = BenchConfig(
             model=model,
             out=out,
             data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
             methods=_split_list(methods),
-            reference=reference,
+            references=tuple(reference or ()),
+            reference_seeds=_parse_seeds(reference_seeds, "--reference-seeds") if reference_seeds else (),
             retrain_init=None if retrain_init == "scratch" else Path(retrain_init),
             retrain_hparams=MethodSettings(epochs=retrain_epochs, lr=retrain_lr, batch_size=retrain_batch_size),
             seeds=_parse_seeds(seeds),
             hparams=MethodSettings(epochs=epochs, lr=lr, batch_size=batch_size, retain_ratio=retain_ratio),
-            runtime=RuntimeSettings(device, precision, quiet, json_out),
+            runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
         )
         from rfau_cli.bench import run_bench
 
@@ -340,13 +389,13 @@ def bench(
     print_bench_table(result, out)
 
 
-def _parse_seeds(text: str) -> tuple[int, ...]:
+def _parse_seeds(text: str, option: str = "--seeds") -> tuple[int, ...]:
     from rfau_cli.errors import InputError
 
     try:
         return tuple(int(p) for p in _split_list(text))
     except ValueError:
-        raise InputError(f"--seeds must be a comma list of integers, not {text!r}") from None
+        raise InputError(f"{option} must be a comma list of integers, not {text!r}") from None
 
 
 def _split_list(text: Optional[str]) -> tuple[str, ...]:

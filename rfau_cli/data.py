@@ -7,6 +7,7 @@ input is reported as one line with exit code 2 and nothing written.
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ TEXT_COLUMNS = ("text", "sentence", "content", "review")
 LABEL_COLUMNS = ("label", "labels", "class", "target")
 _FILE_BUILDERS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() refuses or misreads.
+_INTEGER = re.compile(r"-?[0-9]+")
+_SIZE_CHECK_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,13 @@ class ForgetList:
     ids: tuple[str, ...]
     sha256: str
     source: str
+    lines: tuple[int, ...] = ()  # line number of each id in the file (1-based)
+
+    def where(self, token: str) -> str:
+        """`--forget FILE line N` for error messages."""
+        name = "stdin" if self.source == "-" else self.source
+        line = next((n for t, n in zip(self.ids, self.lines) if t == token), None)
+        return f"--forget {name}" + (f" line {line}" if line is not None else "")
 
 
 @dataclass(frozen=True)
@@ -68,17 +79,68 @@ def load_table(path: Path, split: str = "train", flag: str = "--data") -> Any:
         builder = _FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise InputError(f"{flag} {path}: unsupported file type (use parquet, csv, json or jsonl)")
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        if path.stat().st_size == 0 or (builder == "parquet" and _parquet_rows(path) == 0):
+            raise InputError(f"{flag} {path} has no rows")
+        table = _read(lambda: datasets.load_dataset(builder, data_files=str(path), split="train"), path, flag)
+        return _non_empty(table, path, flag)
     if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        table = datasets.load_from_disk(str(path))
+        if _saved_without_rows(path):
+            raise InputError(f"{flag} {path} has no rows")
+        table = _read(lambda: datasets.load_from_disk(str(path)), path, flag)
         if isinstance(table, datasets.DatasetDict):
             if split not in table:
                 raise InputError(f"{flag} {path} has no split {split!r} (splits: {', '.join(table)})")
             table = table[split]
-        return table
+        return _non_empty(table, path, flag)
     if any(p.suffix.lower() in _IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file()):
-        return datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+        table = _read(lambda: datasets.load_dataset("imagefolder", data_dir=str(path), split="train"), path, flag)
+        return _non_empty(table, path, flag)
     raise InputError(f"{flag} {path} is not a saved dataset, a data file or an image folder")
+
+
+def _read(load: Any, path: Path, flag: str) -> Any:
+    """Run a datasets loader; what it refuses (empty or malformed files) is bad input."""
+    from datasets.exceptions import DatasetGenerationError
+    from datasets.utils import logging as ds_logging
+
+    level = ds_logging.get_verbosity()
+    ds_logging.set_verbosity(ds_logging.CRITICAL)  # its own error log would be a second stderr line
+    try:
+        return load()
+    except (DatasetGenerationError, ValueError, FileNotFoundError, IsADirectoryError, KeyError, IndexError) as err:
+        cause = err.__cause__ or err.__context__ if isinstance(err, DatasetGenerationError) else err
+        text = str(cause or err).strip().splitlines()
+        reason = text[0] if text else type(err).__name__
+        raise InputError(f"{flag} {path} cannot be read: {reason}") from None
+    finally:
+        ds_logging.set_verbosity(level)
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """Row count from the parquet footer (datasets fails on a file without rows); None if unreadable."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(str(path)).metadata.num_rows)
+    except Exception:  # noqa: BLE001 - not parquet after all: datasets reports it below
+        return None
+
+
+def _saved_without_rows(path: Path) -> bool:
+    """A `save_to_disk` of an empty Dataset has no data file, which `load_from_disk` cannot read."""
+    import json
+
+    state = path / "state.json"
+    try:
+        return state.is_file() and json.loads(state.read_text()).get("_data_files") == []
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _non_empty(table: Any, path: Path, flag: str) -> Any:
+    if len(table) == 0:
+        raise InputError(f"{flag} {path} has no rows")
+    return table
 
 
 def detect_columns(table: Any, task: str, input_column: str | None, label_column: str | None) -> Columns:
@@ -102,7 +164,7 @@ def encode_labels(values: list[Any], num_labels: int, id2label: dict[int, str], 
             out[i] = int(value)
         elif isinstance(value, str) and value in label2id:
             out[i] = label2id[value]
-        elif isinstance(value, str) and value.lstrip("-").isdigit():
+        elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
             out[i] = int(value)
         else:
             raise InputError(f"{flag}: label {value!r} in row {i} is not a class of the model")
@@ -114,23 +176,74 @@ def encode_labels(values: list[Any], num_labels: int, id2label: dict[int, str], 
     return out
 
 
+def check_image_sizes(table: Any, column: str, flag: str, expected: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Every image of `column` has one size (or `expected`); return it.
+
+    Reads image headers only (never decodes pixels), in batches.
+
+    Raises:
+        InputError: naming the first row whose size differs.
+    """
+    import datasets
+
+    feature = table.features.get(column)
+    encoded = isinstance(feature, datasets.Image)
+    rows = table.cast_column(column, datasets.Image(decode=False)) if encoded else table
+    first, first_row = expected, None
+    for start in range(0, len(rows), _SIZE_CHECK_BATCH):
+        for offset, value in enumerate(rows[start : start + _SIZE_CHECK_BATCH][column]):
+            size = _encoded_size(value, flag, start + offset) if encoded else tuple(np.shape(value))
+            if first is None:
+                first, first_row = size, start + offset
+            elif size != first:
+                seen = f"row {first_row} is" if first_row is not None else "--data images are"
+                raise InputError(
+                    f"{flag}: the image in row {start + offset} is {_size_text(size)}, {seen} {_size_text(first)}; "
+                    "the checkpoint has no image processor (preprocessor_config.json) to resize them"
+                )
+    return first or ()
+
+
+def _encoded_size(value: Any, flag: str, row: int) -> tuple[int, ...]:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        source = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+        with Image.open(source) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, KeyError, TypeError, AttributeError):
+        raise InputError(f"{flag}: the image in row {row} cannot be read") from None
+    return (height, width)
+
+
+def _size_text(size: tuple[int, ...]) -> str:
+    return "x".join(map(str, size)) if size else "empty"
+
+
 def read_forget_list(path: str) -> ForgetList:
     """One id a line; `#` comments and blank lines ignored; `-` reads stdin."""
     if path == "-":
-        raw = sys.stdin.read().encode()
+        if sys.stdin.isatty():
+            sys.stderr.write("rfau: reading forget ids from stdin, one a line (end with Ctrl-D)\n")
+            sys.stderr.flush()
+        raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
     else:
         file = Path(path).expanduser()
         if not file.is_file():
             raise InputError(f"--forget file not found: {file}")
         raw = file.read_bytes()
-    ids = []
-    for line in raw.decode("utf-8", errors="replace").splitlines():
+    ids, lines = [], []
+    # utf-8-sig: a byte-order mark (Windows editors) is not part of the first id; CRLF is a newline.
+    for number, line in enumerate(raw.decode("utf-8-sig", errors="replace").splitlines(), start=1):
         token = line.split("#", 1)[0].strip()
         if token:
             ids.append(token)
+            lines.append(number)
     if not ids:
         raise InputError(f"--forget {path} lists no ids")
-    return ForgetList(tuple(ids), hashlib.sha256(raw).hexdigest(), path)
+    return ForgetList(tuple(ids), hashlib.sha256(raw).hexdigest(), path, tuple(lines))
 
 
 def resolve_forget_rows(
@@ -144,10 +257,12 @@ def resolve_forget_rows(
         for token in forget.ids:
             if token in label2id:
                 classes.append(label2id[token])
-            elif token.lstrip("-").isdigit() and 0 <= int(token) < max(len(id2label), int(labels.max()) + 1):
+            elif _INTEGER.fullmatch(token) and 0 <= int(token) < max(len(id2label), int(labels.max()) + 1):
                 classes.append(int(token))
             else:
-                raise InputError(f"--forget: unknown class {token!r} (classes: 0..{int(labels.max())} or names)")
+                raise InputError(
+                    f"{forget.where(token)}: unknown class {token!r} (classes: 0..{int(labels.max())} or names)"
+                )
         classes = tuple(sorted(set(classes)))
         rows = np.flatnonzero(np.isin(labels, classes))
         if rows.size == 0:
@@ -160,12 +275,12 @@ def resolve_forget_rows(
             where = {str(v): i for i, v in enumerate(table[id_column])}
             missing = [t for t in forget.ids if t not in where]
             if missing:
-                raise InputError(f"--forget: id {missing[0]!r} not found in column {id_column!r}")
+                raise InputError(f"{forget.where(missing[0])}: id {missing[0]!r} not found in column {id_column!r}")
             rows = np.array(sorted({where[t] for t in forget.ids}), dtype=np.int64)
         else:
-            bad = [t for t in forget.ids if not t.isdigit() or int(t) >= n]
+            bad = [t for t in forget.ids if not (_INTEGER.fullmatch(t) and 0 <= int(t) < n)]
             if bad:
-                raise InputError(f"--forget: {bad[0]!r} is not a row index of the data (0..{n - 1})")
+                raise InputError(f"{forget.where(bad[0])}: {bad[0]!r} is not a row index of the data (0..{n - 1})")
             rows = np.array(sorted({int(t) for t in forget.ids}), dtype=np.int64)
     else:
         raise InputError(f"--by must be sample or class, not {by!r}")
@@ -187,10 +302,17 @@ def load_splits(
     id_column: str | None = None,
     input_column: str | None = None,
     label_column: str | None = None,
+    same_size: bool = False,
 ) -> Splits:
-    """Load train (and test) data and split train into D_f and D_r."""
+    """Load train (and test) data and split train into D_f and D_r.
+
+    `same_size`: the images reach the model as they are (no processor resizes them), so they
+    must all have one size; the first row that differs is named.
+    """
     train = load_table(data, split)
     columns = detect_columns(train, task, input_column, label_column)
+    if same_size and task == "image":
+        first = check_image_sizes(train, columns.input, "--data")
     labels = encode_labels(train[columns.label], num_labels, id2label, "--data")
     test, test_labels = None, None
     if test_data is not None:
@@ -201,6 +323,8 @@ def load_splits(
                 {a: b for a, b in zip((test_columns.input, test_columns.label), (columns.input, columns.label)) if a != b}
             )
         test_labels = encode_labels(test[columns.label], num_labels, id2label, "--test-data")
+        if same_size and task == "image":
+            check_image_sizes(test, columns.input, "--test-data", first)
     rows, classes = resolve_forget_rows(forget, train, by, labels, id_column, id2label)
     retain = np.setdiff1d(np.arange(len(labels)), rows)
     fingerprint = getattr(train, "_fingerprint", "") or ""

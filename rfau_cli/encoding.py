@@ -1,8 +1,10 @@
 """Rows of a table -> model inputs, with the checkpoint's own processor or tokenizer.
 
-Inputs are encoded per batch (never the whole table at once), so memory does not grow with
-the data. Text is padded to one fixed length for the whole run: every sample's features then
-have the same shape, which is what lets teacher features be cached per sample.
+Inputs are encoded a batch of rows per call (never the whole table at once, never row by
+row). `Encoder` is the only code that knows how a row becomes tensors; input_cache.py keeps
+what it returns, under `--cache-mb`, so each row is encoded once a run. Text is padded to one
+fixed length for the whole run: every sample's tensors and features then have the same
+shape, which is what lets inputs and teacher features be cached per sample.
 """
 
 from __future__ import annotations

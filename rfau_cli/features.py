@@ -41,6 +41,23 @@ class TapSpec:
             raise InputError(f"--taps {text!r}: use all, head, last or indices like 0,2,-1,head") from None
         return cls(hidden, "head" in parts)
 
+    def check(self, hidden_states: int | None) -> None:
+        """Refuse taps the model does not have (`hidden_states`: how many it returns; None: unknown).
+
+        Raises:
+            InputError: no tap at all, or a hidden-state index out of range.
+        """
+        if not self.head and self.hidden == ():
+            raise InputError("--taps selects no feature: use all, head, last or indices like 0,2,-1,head")
+        if hidden_states is None or self.hidden is None:
+            return
+        bad = [i for i in self.hidden if not -hidden_states <= i < hidden_states]
+        if bad:
+            raise InputError(
+                f"--taps {bad[0]}: the model returns {hidden_states} hidden states "
+                f"(indices 0..{hidden_states - 1} or -{hidden_states}..-1)"
+            )
+
 
 def find_head(model: Any) -> Any:
     """The classifier head: the last Linear producing num_labels outputs outside the body."""

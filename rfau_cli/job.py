@@ -27,13 +27,14 @@ class Job:
     progress: Any
     seed: int
     rows: Any  # audit.AuditRows
+    inputs: Any = None  # input_cache.InputCache: every row encoded once, shared by audits and training
 
     def audit(self, model: Any, attacks: tuple[str, ...] | None = None) -> tuple[Any, dict[str, Any]]:
         """Score `model` on D_f, the D_r sample and test; return (scores, metrics)."""
         from rfau_cli.audit import ATTACKS, compute_metrics, score
 
         model = model.to(self.accelerator.device).eval()
-        scores = score(model, self.encoder, self.splits, self.rows, self.accelerator, self.progress)
+        scores = score(model, self.inputs or self.encoder, self.splits, self.rows, self.accelerator, self.progress)
         metrics = compute_metrics(scores, self.splits.forget_classes, self.seed, attacks or ATTACKS)
         metrics["sizes"] = {
             "forget": len(self.rows.forget),
@@ -67,29 +68,39 @@ class Job:
             model=model, head=head, taps=TapReader(model, head, spec), splits=self.splits, encoder=self.encoder,
             accelerator=self.accelerator, settings=settings, num_labels=model.config.num_labels,
             rng=np.random.default_rng(settings.seed), progress=self.progress, original=original,
-            original_taps=original_taps,
+            original_taps=original_taps, inputs=self.inputs,
         )
 
 
 def prepare_job(ref: CheckpointRef, data: DataSettings, runtime: RuntimeSettings, seed: int, progress: Any) -> Job:
     """Load data, checkpoint and processor; validate labels and ids against the model."""
     from rfau_cli.audit import AuditRows
-    from rfau_cli.checkpoint import load_model, load_processor
+    from rfau_cli.checkpoint import check_model, load_model, load_processor
     from rfau_cli.data import load_splits, read_forget_list
+    from rfau_cli.input_cache import build_input_cache
     from rfau_cli.runtime import make_accelerator, seed_everything
 
+    if runtime.cache_mb < 0 or runtime.workers < 0:
+        raise InputError("--cache-mb and --workers must be 0 or more")
+    # Validation order: the model's config and weights header (device, label count), then the
+    # forget list and the data (images must share one size unless the processor resizes them).
+    check_model(ref, device=runtime.device, precision=runtime.precision)
     forget = read_forget_list(data.forget)
+    processor = load_processor(ref)
     splits = load_splits(
         data.data, forget, task=ref.task, num_labels=ref.num_labels, id2label=ref.id2label, by=data.by,
         split=data.split, test_data=data.test_data, id_column=data.id_column, input_column=data.input_column,
-        label_column=data.label_column,
+        label_column=data.label_column, same_size=processor is None,
     )
     accelerator = make_accelerator(runtime.device, runtime.precision)
     seed_everything(seed)
     model = load_model(ref)
-    processor = load_processor(ref)
     encoder = build_encoder(ref, model, processor, splits)
-    return Job(ref, model, splits, encoder, accelerator, forget, progress, seed, AuditRows.choose(splits, seed))
+    rows = AuditRows.choose(splits, seed)
+    inputs = build_input_cache(
+        encoder, splits, rows.retain, runtime.cache_mb, runtime.workers, accelerator.device.type == "cuda"
+    )
+    return Job(ref, model, splits, encoder, accelerator, forget, progress, seed, rows, inputs)
 
 
 def build_encoder(ref: CheckpointRef, model: Any, processor: Any, splits: Splits) -> Encoder:

@@ -3,33 +3,53 @@
 Each step pairs one forget batch with `retain_ratio` retain batches (drive="forget"), so
 cost grows with |D_f| and not with |D|; retain-driven methods (fine-tuning baselines,
 retraining) walk D_r instead and cycle through D_f. Runs through `accelerate`, so the same
-code uses the CPU, a CUDA GPU in bf16, or several processes (steps are split between them).
+code uses the CPU, a CUDA GPU in bf16, or several processes (every process takes every step
+on its shard of the batches; DDP all-reduces the gradients).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 import numpy as np
 
 from rfau_cli.errors import RunError
 from rfau_cli.methods.base import FitContext, Method
+from rfau_cli.runtime import GradRouter, mean_over_ranks, shard
 
 EVAL_ROWS = 512  # forget rows scored for the per-epoch progress line
 
 
 class _Cursor:
-    """Endless shuffled walk over row indices, reshuffled after each pass."""
+    """Endless shuffled walk over row indices, reshuffled after each pass.
+
+    `peek` tells the rows of the next takes without consuming them (so that their encoding
+    can be planned ahead); the permutations it needs are drawn early and used in turn, so
+    the walk is the same whether or not anyone peeks.
+    """
 
     def __init__(self, rows: np.ndarray, rng: np.random.Generator) -> None:
         self.rows, self.rng, self.order, self.pos = rows, rng, rng.permutation(rows), 0
+        self.ahead: deque[np.ndarray] = deque()
+
+    def peek(self, n: int) -> np.ndarray:
+        """The next `n` rows that `take` will return."""
+        out, have, i = [self.order[self.pos :]], len(self.order) - self.pos, 0
+        while have < n:
+            if i == len(self.ahead):
+                self.ahead.append(self.rng.permutation(self.rows))
+            out.append(self.ahead[i])
+            have, i = have + len(self.ahead[i]), i + 1
+        return np.concatenate(out)[:n]
 
     def take(self, n: int) -> np.ndarray:
         out = []
         while n > 0:
             if self.pos >= len(self.order):
-                self.order, self.pos = self.rng.permutation(self.rows), 0
+                self.order = self.ahead.popleft() if self.ahead else self.rng.permutation(self.rows)
+                self.pos = 0
             chunk = self.order[self.pos : self.pos + n]
             self.pos += len(chunk)
             n -= len(chunk)
@@ -44,24 +64,76 @@ def trainable_parameters(model: Any) -> list[Any]:
 def steps_per_epoch(method: Method, ctx: FitContext) -> int:
     """Optimizer steps per epoch over all processes (one per batch of the driving split)."""
     driver = ctx.splits.forget if method.drive == "forget" else ctx.splits.retain
+    full, rest = divmod(len(driver), ctx.settings.batch_size)
+    if method.drop_small_last and full and rest < ctx.settings.batch_size / 2:
+        return full  # the few rows left over are in other epochs' shuffles
     return max(1, math.ceil(len(driver) / ctx.settings.batch_size))
 
 
 def local_steps_per_epoch(method: Method, ctx: FitContext) -> int:
-    """Optimizer steps this process takes per epoch (for schedules that depend on the epoch)."""
-    acc = ctx.accelerator
-    return max(1, len(range(acc.process_index, steps_per_epoch(method, ctx), acc.num_processes)))
+    """Optimizer steps this process takes per epoch (for schedules that depend on the epoch).
+
+    Every process takes every step (on its shard of the batches), so this is steps_per_epoch.
+    """
+    return steps_per_epoch(method, ctx)
 
 
 def epochs_to_run(method: Method, ctx: FitContext) -> int:
-    """`--epochs`, raised when needed to reach the method's `min_steps`.
+    """The epoch cap: the user's `--epochs` as given, or the method's default epochs raised
+    when needed to reach the method's `min_steps`.
 
     An epoch over a small D_f is a single step or two (30 rows = 1 step at batch 32): too few
     for an adapter to move. Measured on an over-fitted digits ResNet forgetting 30 rows, 10
     steps left the loss-attack AUC at 0.64 (retrained model: 0.60), 50 steps reached 0.61.
+    A user's explicit `--epochs` is never raised: it is what they asked for (the report's
+    `training` block shows the steps it gave).
     """
+    if getattr(ctx.settings, "epochs_from_user", False):
+        return ctx.settings.epochs
+    # A method may default to another cap per mode (RFAU's sample mode runs to convergence).
+    default = int(ctx.settings.extra.get(f"{ctx.splits.by}_epochs", ctx.settings.epochs))
     min_steps = int(ctx.settings.extra.get("min_steps", 0))
-    return max(ctx.settings.epochs, math.ceil(min_steps / steps_per_epoch(method, ctx)))
+    return max(default, math.ceil(min_steps / steps_per_epoch(method, ctx)))
+
+
+def plan_epoch(method: Method, ctx: FitContext, order: np.ndarray, per_epoch: int, retain_cursor: _Cursor,
+               forget_cursor: _Cursor) -> None:
+    """Tell the input cache which batches this epoch's steps will ask for, in order, so that
+    rows it does not hold are encoded ahead (DataLoader workers) while the model computes.
+
+    Mirrors the step loop of `train` (same rows, same shards, same order); if the two ever
+    differ, the cache encodes the unplanned batch in place: slower, never wrong.
+    """
+    if ctx.inputs is None:
+        return
+    s, acc, size = ctx.settings, ctx.accelerator, ctx.settings.batch_size
+    n_retain = s.retain_ratio if method.uses_retain else 0
+    chunks: list[np.ndarray] = []
+    if method.drive == "forget":
+        upcoming = retain_cursor.peek(per_epoch * n_retain * size)
+        for i in range(per_epoch):
+            chunks.append(shard(order[i * size : (i + 1) * size], acc))
+            base = i * n_retain * size
+            chunks.extend(shard(upcoming[base + r * size : base + (r + 1) * size], acc) for r in range(n_retain))
+    else:
+        upcoming = forget_cursor.peek(per_epoch * size) if method.uses_forget else None
+        for i in range(per_epoch):
+            if upcoming is not None:
+                chunks.append(shard(upcoming[i * size : (i + 1) * size], acc))
+            chunks.append(shard(order[i * size : (i + 1) * size], acc))
+    ctx.inputs.plan(chunks)
+
+
+def agreed_stop(ctx: FitContext, reason: str | None) -> str | None:
+    """The main process's stop decision, on every process (they must stop together)."""
+    acc = ctx.accelerator
+    if acc.num_processes == 1:
+        return reason
+    from accelerate.utils import broadcast_object_list
+
+    box = [reason]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 def train(method: Method, ctx: FitContext) -> dict[str, Any]:
@@ -74,8 +146,11 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
     if not params:
         raise RunError(f"method {method.name}: no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
-    model, optimizer = acc.prepare(ctx.model, optimizer)
+    plain = ctx.model
+    model, optimizer = acc.prepare(plain, optimizer)
     ctx.model = model
+    if model is not plain:  # several processes: DDP all-reduces the gradients of forwards through it
+        ctx.taps.model = GradRouter(model, plain)
     model.eval()  # normalization layers keep their statistics: merged == base + adapter
     forget, retain = ctx.splits.forget, ctx.splits.retain
     driver = forget if method.drive == "forget" else retain
@@ -83,22 +158,24 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
     epochs = epochs_to_run(method, ctx)
     retain_cursor = _Cursor(retain, ctx.rng)
     forget_cursor = _Cursor(forget, ctx.rng)
-    history = []
+    history = ctx.history
     task = ctx.progress.add_task(f"{method.name}", total=epochs * per_epoch)
     step = 0
+    stop_reason = None
     for epoch in range(epochs):
         order = ctx.rng.permutation(driver)
+        plan_epoch(method, ctx, order, per_epoch, retain_cursor, forget_cursor)
         sums: dict[str, float] = {}
         for i in range(per_epoch):
-            rows = order[i * s.batch_size : (i + 1) * s.batch_size]
-            if i % acc.num_processes != acc.process_index:
-                continue
+            # Every process takes every step on its shard of each batch (cursors and orders are
+            # seeded alike on all ranks, so the batches agree); DDP averages the gradients.
+            rows = shard(order[i * s.batch_size : (i + 1) * s.batch_size], acc)
             if method.drive == "forget":
                 f_batch = ctx.batch(rows)
                 n_retain = s.retain_ratio if method.uses_retain else 0
-                r_batches = [ctx.batch(retain_cursor.take(s.batch_size)) for _ in range(n_retain)]
+                r_batches = [ctx.batch(shard(retain_cursor.take(s.batch_size), acc)) for _ in range(n_retain)]
             else:
-                f_batch = ctx.batch(forget_cursor.take(s.batch_size)) if method.uses_forget else None
+                f_batch = ctx.batch(shard(forget_cursor.take(s.batch_size), acc)) if method.uses_forget else None
                 r_batches = [ctx.batch(rows)]
             with acc.autocast():
                 terms = method.loss(ctx, f_batch, r_batches, step)
@@ -114,16 +191,28 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
             step += 1
             ctx.progress.advance(task)
         n = local_steps_per_epoch(method, ctx)
-        record = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}}
+        record = {"epoch": epoch + 1, **{k: v / n for k, v in mean_over_ranks(sums, acc).items()}}
         record["forget_acc"] = forget_accuracy(ctx)
         history.append(record)
         ctx.progress.log_epoch(method.name, record)
+        stop_reason = agreed_stop(ctx, method.stop_reason(ctx, record))
+        if stop_reason:
+            ctx.progress.log(f"[bold]{method.name}[/] stopped after epoch {epoch + 1}: {stop_reason}")
+            break
     ctx.progress.remove_task(task)
+    if ctx.inputs is not None:
+        ctx.inputs.close()
     ctx.model = acc.unwrap_model(model)
+    ctx.taps.model = ctx.model
     return {
         "history": history,
-        "epochs": epochs,
+        "epochs": len(history),
+        "epochs_requested": s.epochs,
+        "epochs_source": "user" if getattr(s, "epochs_from_user", False) else "method default",
+        "epochs_cap": epochs,
+        "epochs_run": len(history),
         "steps": step,
+        "stop_reason": stop_reason or f"epochs cap ({epochs})",
         "trainable_parameters": sum(p.numel() for p in params),
     }
 
@@ -133,10 +222,13 @@ def forget_accuracy(ctx: FitContext) -> float:
     import torch
 
     rows = ctx.splits.forget[:EVAL_ROWS]
+    chunks = [rows[start : start + 256] for start in range(0, len(rows), 256)]
+    if ctx.inputs is not None:
+        ctx.inputs.plan(chunks)
     correct = 0
     with torch.no_grad(), ctx.accelerator.autocast():
-        for start in range(0, len(rows), 256):
-            batch = ctx.batch(rows[start : start + 256])
+        for chunk in chunks:
+            batch = ctx.batch(chunk)
             logits, _ = ctx.student(batch)
             correct += int((logits.argmax(-1) == batch["labels"]).sum())
     return correct / max(len(rows), 1)

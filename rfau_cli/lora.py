@@ -32,6 +32,9 @@ def find_lora_targets(model: Any, requested: tuple[str, ...] = ()) -> list[str]:
         raise InputError(
             f"--target-modules {','.join(requested)} matched no body module; available: {', '.join(leaves)}"
         )
+    unmatched = [r for r in requested if not any(n == r or n.endswith("." + r) or r in n.split(".") for n in body)]
+    if unmatched:
+        raise InputError(f"--target-modules {unmatched[0]} matched no body module (the others did)")
     return chosen
 
 
@@ -41,6 +44,7 @@ def attach_lora(model: Any, targets: list[str], rank: int, alpha: float, seed: i
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none")
+    # Sorted: the same targets in any discovery order give the same adapter (and adapter_config.json).
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=sorted(targets), bias="none")
     peft_model = get_peft_model(model, config)
     return peft_model.eval()

@@ -26,7 +26,14 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON result to stdout and nothing else there.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Passes over D_f (over D_r for retain-driven methods); default: the method's.")]
+EpochsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--epochs",
+        help="Most passes over D_f (over D_r for retain-driven methods); a method may stop earlier once converged. "
+        "A value given here is never raised; the method's default (RFAU: 20) is raised to reach its minimum steps (RFAU: 50).",
+    ),
+]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (AdamW); default: the method's.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Rows per forget (and per retain) batch.")]
 RetainRatioOpt = Annotated[int, typer.Option("--retain-ratio", help="Retain batches per forget batch (k).")]
@@ -51,7 +58,23 @@ InitOpt = Annotated[
 ]
 MethodsOpt = Annotated[Optional[str], typer.Option("--methods", help="Comma list of methods to compare (default: every registered one).")]
 BenchReferenceOpt = Annotated[
-    Optional[Path], typer.Option("--reference", help="A model retrained without D_f to compare against (default: retrain one per seed).")
+    Optional[list[Path]],
+    typer.Option(
+        "--reference",
+        help="A model retrained without D_f to compare against; repeat it for several (retrains of different seeds give the noise floor). Default: retrain one per --reference-seeds.",
+    ),
+]
+ReferenceSeedsOpt = Annotated[
+    Optional[str],
+    typer.Option("--reference-seeds", help="Comma list of seeds: retrain the reference once per seed (two or more give the noise floor). Default: --seeds."),
 ]
 RetrainEpochsOpt = Annotated[Optional[int], typer.Option("--retrain-epochs", help="Epochs over D_r of the reference retrain (default: retrain's 30).")]
 SeedsOpt = Annotated[str, typer.Option("--seeds", help="Comma list of seeds; several give mean and spread.")]
+CacheMbOpt = Annotated[
+    int,
+    typer.Option("--cache-mb", help="Memory (MiB) for encoded inputs, each row encoded once a run; rows beyond it are encoded on the fly. 0: no cache."),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option("--workers", help="DataLoader processes encoding rows beyond --cache-mb ahead of the model (0: in the main process)."),
+]

