@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/scale.py --out scale/ [--sizes 2000,8000,32000] [--forget 100]
 
-Digits are grown with shifted copies (every 8x8 image moved by up to 2 pixels, zero-filled:
-25 variants of the 1,348 training images, 33,700 rows at most); the test set stays the 449
-original test images. For each size an original ResNet is trained with the toy recipe
+Digits are grown with `toy.grown_digits_datasets` (seeded variants of each of the 1,348
+training images; the first |D| rows of its shuffled table), or, without it, with shifted
+copies (each 8x8 image moved by up to 2 pixels: 25 variants, 33,700 rows at most); the test
+set is the 449 original test images. For each size an original ResNet is trained with the toy recipe
 (30 epochs, lr 3e-3, batch 64), then the real CLI runs in a subprocess:
 
 - `rfau unlearn` (RFAU, defaults) forgetting a seeded random `--forget` rows;
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 MAX_SHIFT = 2
+DIGITS_TRAIN_ROWS = 1348  # training images of digits after toy's 25% test split
 
 
 def shifts(max_shift: int = MAX_SHIFT) -> list[tuple[int, int]]:
@@ -75,16 +77,36 @@ def grown_digits(train_dir: Path, out: Path, rows: int) -> Path:
     return out
 
 
+def grown_train(cache: Path, rows: int) -> tuple[Path, Path]:
+    """(train, test) with `rows` training rows. Uses `toy.grown_digits_datasets` (seeded
+    variants of every training image; the test side is the 449 original test images) when
+    the package has it, else the shifted copies of `grown_digits`."""
+    from rfau_cli import toy
+
+    if not hasattr(toy, "grown_digits_datasets"):
+        if not (cache / "digits" / "train").exists():
+            toy.digits_datasets(cache / "digits")
+        return grown_digits(cache / "digits" / "train", cache / f"train{rows}", rows), cache / "digits" / "test"
+    import datasets
+
+    copies = -(-rows // DIGITS_TRAIN_ROWS)
+    base = cache / f"grown_x{copies}"
+    if not (base / "train").exists():
+        toy.grown_digits_datasets(base, copies=copies, test_copies=1)
+    out = cache / f"train{rows}"
+    if not out.exists():
+        datasets.load_from_disk(str(base / "train")).select(range(rows)).save_to_disk(str(out))  # rows are shuffled
+    return out, base / "test"
+
+
 def prepare(cache: Path, sizes: list[int], forget: int) -> dict[int, dict[str, Path]]:
     """Per size: the grown data, an original ResNet trained on it, and a forget list (kept)."""
     from rfau_cli import toy
 
     cache.mkdir(parents=True, exist_ok=True)
-    if not (cache / "digits" / "train").exists():
-        toy.digits_datasets(cache / "digits")
     out = {}
     for n in sizes:
-        data = grown_digits(cache / "digits" / "train", cache / f"train{n}", n)
+        data, test = grown_train(cache, n)
         model = cache / f"resnet{n}"
         if not (model / "model.safetensors").exists():
             print(f"training the original ResNet on {n} rows", file=sys.stderr, flush=True)
@@ -92,24 +114,50 @@ def prepare(cache: Path, sizes: list[int], forget: int) -> dict[int, dict[str, P
         ids = cache / f"forget{n}_{forget}.txt"
         rows = np.sort(np.random.default_rng(0).choice(n, forget, replace=False))
         ids.write_text("\n".join(map(str, rows)) + "\n")
-        out[n] = {"data": data, "model": model, "forget": ids, "test": cache / "digits" / "test"}
+        out[n] = {"data": data, "model": model, "forget": ids, "test": test}
     return out
 
 
+# `python -m rfau_cli ARGS`, plus the CPU seconds of each phase and of the whole process on
+# stderr: on a shared machine the wall time mostly measures the neighbours.
+CPU_WRAPPER = """
+import contextlib, json, sys, time
+cpu0 = time.process_time()
+from rfau_cli import progress
+phase, cpu = progress.Progress.phase, {}
+@contextlib.contextmanager
+def timed(self, name):
+    start = time.process_time()
+    with phase(self, name):
+        yield
+    cpu[name] = cpu.get(name, 0.0) + time.process_time() - start
+progress.Progress.phase = timed
+from rfau_cli.cli import main
+try:
+    main()
+finally:
+    cpu["process"] = time.process_time() - cpu0
+    sys.stderr.write("RFAU_CPU_S " + json.dumps(cpu) + chr(10))
+"""
+
+
 def run_cli(command: str, inputs: dict[str, Path], out: Path, extra: list[str]) -> dict[str, Any]:
-    """One `rfau unlearn|retrain` in a fresh process; its report plus the process's wall time."""
+    """One `rfau unlearn|retrain` in a fresh process: its report, the process's wall time and
+    the CPU time of each phase."""
     cmd = [
-        sys.executable, "-m", "rfau_cli", command, "--model", str(inputs["model"]), "--data", str(inputs["data"]),
+        sys.executable, "-c", CPU_WRAPPER, command, "--model", str(inputs["model"]), "--data", str(inputs["data"]),
         "--test-data", str(inputs["test"]), "--forget", str(inputs["forget"]), "--out", str(out), "--quiet", "--json",
         *extra,
     ]
-    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    print("$ rfau", " ".join(cmd[3:]), file=sys.stderr, flush=True)
     started = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - started
     report = json.loads(done.stdout)
     timings = report["timings_s"]
+    cpu = next((json.loads(line.split(" ", 1)[1]) for line in done.stderr.splitlines() if line.startswith("RFAU_CPU_S ")), {})
     return {
+        "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
         "wall_s": round(wall, 3),
         "timings_s": timings,
         "outside_fit_s": round(wall - timings.get("fit", 0.0), 3),
@@ -162,7 +210,7 @@ def throughput(inputs: dict[str, Path], steps: int, repeats: int) -> dict[str, A
     job = prepare_job(ref, data, RuntimeSettings(quiet=True), 0, Progress(True))
     plain = copy.deepcopy(job.model).eval()
     method = RFAU()
-    settings = MethodSettings().resolved(method.defaults)
+    settings = MethodSettings().resolved(method)
     ctx = job.fit_context(method, settings)
     method.setup(ctx)
     k, size = settings.retain_ratio, settings.batch_size
@@ -196,20 +244,35 @@ def throughput(inputs: dict[str, Path], steps: int, repeats: int) -> dict[str, A
     out: dict[str, list[float]] = {name: [] for name in steps_by_name}
     for fn in steps_by_name.values():  # warm-up: caches filled, allocator warm
         fn()
+    # CPU time of this process: on a shared machine wall time mostly measures the neighbours.
+    clock = time.process_time if ctx.device.type == "cpu" else time.perf_counter
     for _ in range(repeats):
         for name, fn in steps_by_name.items():
-            started = time.perf_counter()
+            started = clock()
             for _ in range(steps):
                 fn()
-            out[name].append(rows * steps / (time.perf_counter() - started))
-    best = {name: max(v) for name, v in out.items()}
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            out[name].append(rows * steps / (clock() - started))
+    best = {name: float(np.median(v)) for name, v in out.items()}
     return {
         "rows_per_step": rows,
+        "clock": "process CPU time" if ctx.device.type == "cpu" else "wall",
+        "torch_threads": torch.get_num_threads(),
         "rows_per_s": {name: round(v, 1) for name, v in best.items()},
         "ratio": round(best["rfau"] / best["cross_entropy"], 3),
         "ratio_to_lora_cross_entropy": round(best["rfau"] / best["cross_entropy_lora"], 3),
         "all_rows_per_s": out,
     }
+
+
+def _per_step(run: dict[str, Any]) -> float:
+    return run["cpu_s"].get("fit", 0.0) / max(run["steps"], 1)
+
+
+def _cache(run: dict[str, Any], which: str, key: str) -> Any:
+    block = (run.get("caches") or {}).get(which)
+    return "-" if not block else block.get(key, "-")
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -226,6 +289,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.plot(sizes, [r["timings_s"]["fit"] for r in runs], style.replace("-", "--"), label=f"rfau {command}: fit")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes], minor=False)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("|D| (training rows)")
     ax.set_ylabel("seconds")
     ax.set_title(f"Digits ResNet, |D_f| = {result['forget']} rows")
@@ -242,7 +307,7 @@ def main() -> None:
     parser.add_argument("--forget", type=int, default=100, help="|D_f|, the same at every size (default 100)")
     parser.add_argument("--cache", type=Path, default=None, help="where grown data and originals are kept")
     parser.add_argument("--steps", type=int, default=20, help="steps per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating throughput measurements (best kept)")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating throughput measurements (median kept)")
     parser.add_argument("--extra", default="", help="extra flags for `rfau unlearn`, e.g. '--cache-mb 0'")
     args = parser.parse_args()
     if args.out.exists():
@@ -268,25 +333,32 @@ def main() -> None:
         "crossover_fit": crossover(sizes, [runs[str(n)]["unlearn"]["timings_s"]["fit"] for n in sizes],
                                    [runs[str(n)]["retrain"]["timings_s"]["fit"] for n in sizes]),
         "fit_growth": round(runs[str(sizes[-1])]["unlearn"]["timings_s"]["fit"] / runs[str(sizes[0])]["unlearn"]["timings_s"]["fit"], 3),
+        "fit_growth_cpu": round(runs[str(sizes[-1])]["unlearn"]["cpu_s"]["fit"] / runs[str(sizes[0])]["unlearn"]["cpu_s"]["fit"], 3),
+        "fit_growth_per_step": round(_per_step(runs[str(sizes[-1])]["unlearn"]) / _per_step(runs[str(sizes[0])]["unlearn"]), 3),
         "throughput": throughput(inputs[sizes[0]], args.steps, args.repeats),
     }
-    header = ["|D|", "command", "wall s", "load", "audits", "setup", "fit", "outside fit", "peak RSS MiB", "steps", "stop"]
+    header = ["|D|", "command", "wall s", "load", "audits", "setup", "fit", "outside fit", "fit CPU s", "CPU outside fit",
+              "peak RSS MiB", "steps", "fit CPU ms/step", "rows encoded", "teacher rows", "stop"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for n in sizes:
         for command in ("unlearn", "retrain"):
             r, t = runs[str(n)][command], runs[str(n)][command]["timings_s"]
+            c = r["cpu_s"]
             audits = t.get("audit_before", 0.0) + t.get("audit_after", 0.0)
             lines.append("| " + " | ".join([
                 str(n), command, f"{r['wall_s']:.1f}", f"{t.get('load', 0):.1f}", f"{audits:.1f}", f"{t.get('setup', 0):.1f}",
-                f"{t.get('fit', 0):.1f}", f"{r['outside_fit_s']:.1f}", f"{r['peak_rss_mib']:.0f}", str(r["steps"]),
-                str(r["stop_reason"]),
+                f"{t.get('fit', 0):.1f}", f"{r['outside_fit_s']:.1f}", f"{c.get('fit', 0):.1f}",
+                f"{c.get('process', 0) - c.get('fit', 0):.1f}", f"{r['peak_rss_mib']:.0f}", str(r["steps"]),
+                f"{1000 * c.get('fit', 0) / max(r['steps'], 1):.1f}", str(_cache(r, "inputs", "rows_encoded")),
+                str(_cache(r, "teacher", "rows_computed")), str(r["stop_reason"]),
             ]) + " |")
     tp = result["throughput"]
     lines += [
         "",
         f"unlearning cheaper than retraining (wall) from |D| = {result['crossover_wall']['rows']} ({result['crossover_wall']['how']})",
         f"unlearning fit cheaper than retraining's training from |D| = {result['crossover_fit']['rows']} ({result['crossover_fit']['how']})",
-        f"RFAU fit time x{result['fit_growth']} from |D| = {sizes[0]} to {sizes[-1]} (|D_f| = {args.forget})",
+        f"RFAU fit time x{result['fit_growth']} (CPU time x{result['fit_growth_cpu']}) from |D| = {sizes[0]} to"
+        f" {sizes[-1]} (|D_f| = {args.forget}); CPU time per step x{result['fit_growth_per_step']}",
         f"fit throughput: RFAU {tp['rows_per_s']['rfau']} rows/s, plain cross-entropy {tp['rows_per_s']['cross_entropy']} rows/s"
         f" (ratio {tp['ratio']}, {tp['rows_per_step']} rows a step); cross-entropy through the same LoRA adapter"
         f" {tp['rows_per_s']['cross_entropy_lora']} rows/s (RFAU / that: {tp['ratio_to_lora_cross_entropy']})",

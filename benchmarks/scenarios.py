@@ -3,24 +3,32 @@
     .venv/bin/python benchmarks/scenarios.py --out bench-out/scenarios [--scenarios resnet-mem,vit-r10]
         [--methods rfau,finetune] [--seeds 0,1,2] [--reference-seeds 0,1,2] [--cache bench-out/inputs]
 
-Models (built once under `--cache`, default OUT/inputs, and reused by later runs):
+Models (built once under `--cache`, default OUT/inputs, and reused by later runs). Each
+original is trained by `rfau retrain` itself on all its rows (seed 1000; `train_original`),
+the code and recipe its references are retrained with, so that original and references differ
+only by D_f and the seed:
 
 - `resnet-fit`: the digits ResNet on 4,044 rows (digits grown 3x by upsampled, rotated,
-  shifted copies: `toy.grown_digits_datasets`; test 1,347 rows), 30 epochs: a model that fits.
+  shifted copies: `toy.grown_digits_datasets`; test 1,347 rows), 30 epochs: a model that fits
+  (loss-attack AUC of a random 10% vs test 0.53).
 - `resnet-mem`: the same ResNet on 1,000 rows drawn from the 3x grown digits with pixel noise
-  (std 15% of full scale; test 1,347 grown noisy rows), 200 epochs: a model that memorised its
-  rows (100% train accuracy, 81% test, loss-attack AUC of a random 10% of its rows vs test
-  0.69). Measured alternatives, 1,000 rows x 200 epochs: clean original digits AUC 0.52 (it
+  (std 15% of full scale; test 1,347 grown noisy rows), 200 epochs at lr 1e-3, batch 100: a
+  model that memorised its rows (RA 100%, TA ~80%, loss-attack AUC of a random 10% vs test
+  0.68-0.70). At the digits default lr 3e-3 / batch 64, Adam's loss spikes late in training
+  (long after the loss reached ~0) and one retrain of two ended mid-spike at TA 52% (the
+  other 81%); at 1e-3 / 64, two of three ended at 68% (spikes in the last epoch) against 80%;
+  1e-3 / 100 gave the tightest retrains (TA spread 1.7 pp over 3 seeds). Measured
+  alternatives, 1,000 rows x 200 epochs (toy.py's trainer): clean original digits AUC 0.52 (it
   generalises); clean grown 0.63 (TA 91%); grown + noise 10% 0.64 (TA 87%), 30% 0.79 (TA 59%).
-  The build checks AUC >= 0.65 and records it in inputs/manifest.json.
+  The build checks AUC >= 0.65 (warns below) and records it in inputs/manifest.json.
 - `vit`: the tiny digits ViT on 2,696 rows (digits grown 2x; test 898), 60 epochs.
-- `minilm`: the packaged MiniLM fine-tuned (3 epochs) on 480 topic sentences
-  (`toy.grown_text_datasets`; test 160); its references re-fine-tune the pre-trained body with
-  a fresh head (`toy.text_init_checkpoint`) with the same recipe. 20% of the sentences are
-  ambiguous (subject of one topic, predicates of another, either label): on pure-topic
-  sentences the original and every retrain score 100% everywhere (measured: avg gap 0.00 pp,
-  nothing to forget). With them: 96% train, 93% test accuracy (8 epochs: 99.6% / 94%, at 3x
-  the time); the loss-attack AUC stays ~0.52, the signal is in UA and MIA-efficacy.
+- `minilm`: the packaged MiniLM fine-tuned (3 epochs, lr 5e-5, batch 16) on 480 topic
+  sentences (`toy.grown_text_datasets`; test 160) from the pre-trained body with a fresh head
+  (`toy.text_init_checkpoint`), as are its references. 20% of the sentences are ambiguous
+  (subject of one topic, predicates of another, either label): on pure-topic sentences the
+  original and every retrain score 100% everywhere (measured: avg gap 0.00 pp, nothing to
+  forget). With them: ~96% train, ~93% test accuracy; the loss-attack AUC stays ~0.52-0.55,
+  the signal is in UA and MIA-efficacy.
 
 Forget sets, each a seeded list of row indices: `r1` a random 1% of the rows, `r10` a random
 10%, `c10` 10% of the rows of which 60% come from one class (class 3; "sport" for text): a
@@ -32,17 +40,27 @@ each method runs once per `--seeds` (`rfau bench` docs: docs/bench.md). The summ
 (stdout, OUT/scenarios.md, OUT/scenarios.json) has one row per scenario and method: avg gap,
 floor, share of the removable gap closed (mean ± std over method seeds), loss-AUC gap to the
 retrained models, TA change against the original (pp) and time. Each scenario's own
-bench.json/.md/.png is under OUT/<scenario>/, its log under OUT/logs/.
+bench.json/.md/.png is under OUT/<scenario>/, its log under OUT/logs/. Exit 1 if a scenario's
+bench failed (the others still run and are reported).
 
-Measured on this machine (1 CPU core visible, shared with other jobs: expect less on an idle
-machine), one method seed and two reference seeds, `--methods rfau`:
-building every input once: ~3 min (ResNet 4k x 30 epochs 19 s, ViT 2.7k x 60 epochs ~45 s,
-memorising ResNet ~40 s, MiniLM fine-tune ~1 min);
-one scenario's bench: resnet-fit ~1 min, resnet-mem ~1.5 min, vit ~2 min, minilm ~2-4 min
-(see the timing table in docs/bench.md). A retrain costs about as much as training the
-original; each method run costs its fit plus one audit, so a full run (11 methods, 3 + 3 seeds)
-is roughly references x 3 + methods x 33 per scenario: tens of minutes for the digits
-scenarios and the longest for MiniLM; pass `--methods` to cut it.
+Timings, measured on this machine (1 CPU core visible, shared with other jobs; an idle
+machine is faster) with `--methods rfau --seeds 0 --reference-seeds 0,1` and the code of
+commit a546866 (resnet-mem at lr 3e-3 / batch 64). With the working tree of commit 6907aca
+(input caching) retrains ran 3-5x faster: resnet-mem-r1 and -r10 with three reference seeds
+took 77 s for both, the build of resnet-mem included.
+
+| step | wall time | of which |
+|---|---:|---|
+| build all inputs once | ~4.5 min | originals: resnet-fit 38 s, resnet-mem 44 s, vit 50 s, minilm 70 s; data sets ~20 s |
+| resnet-fit-r1 / -r10 | 72 s / 72 s | retrain ~20 s each; rfau fit 2.4 s / 9.2 s |
+| resnet-mem-r10 | 81 s | retrain ~33 s each; rfau fit 1.6 s |
+| vit-r10 / vit-c10 | 85 s / 96 s | retrain ~32-37 s each; rfau fit 6.7 s / 8.3 s |
+| minilm-r1 / -r10 | 223 s / 315 s | retrain ~36-51 s each; rfau fit 98 s / 148 s |
+
+Every bench adds ~10 s (loading, one audit per model, the plot). A full run (3 reference
+seeds, all 11 methods x 3 seeds) is about 3 retrains + 33 method runs a scenario: ~5-10 min a
+digits scenario (~1-1.5 h for the nine), and far longer for MiniLM (rfau alone ~2.5 min a run):
+run MiniLM with fewer methods, e.g. `--scenarios minilm --methods rfau,finetune,neggrad-plus,scrub,l1-sparse`.
 """
 
 from __future__ import annotations
@@ -73,27 +91,40 @@ TEXT_MIXED = 0.2  # share of ambiguous sentences in the text set (toy.grown_text
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How one scenario model is built and how its references are retrained."""
+    """How one scenario model is built; its references are retrained with the same recipe."""
 
     name: str
     kind: str  # "digits" or "text"
     arch: str
     data: str  # name of the data set under the cache
     epochs: int
-    retrain_args: tuple[str, ...]
     description: str
+    lr: float | None = None  # None: rfau retrain's default (3e-3, the digits recipe)
+    batch_size: int | None = None  # None: rfau retrain's default (64)
+
+    def recipe(self, prefix: str) -> list[str]:
+        """The training recipe as `rfau retrain` (prefix "--") or `rfau bench` ("--retrain-") options."""
+        args = [f"{prefix}epochs", str(self.epochs)]
+        if self.lr is not None:
+            args += [f"{prefix}lr", str(self.lr)]
+        if self.batch_size is not None:
+            args += [f"{prefix}batch-size", str(self.batch_size)]
+        return args
 
 
 MODELS = {
-    "resnet-fit": ModelSpec("resnet-fit", "digits", "resnet", "digits-x3", 30, ("--retrain-epochs", "30"),
-                            "digits ResNet, 4,044 rows, 30 epochs (fits)"),
+    "resnet-fit": ModelSpec("resnet-fit", "digits", "resnet", "digits-x3", 30, "digits ResNet, 4,044 rows, 30 epochs (fits)"),
+    # lr 1e-3, not the digits default 3e-3: at 3e-3 for 200 epochs, long past zero training loss,
+    # Adam's loss spikes late in training and one retrain of two ended at TA 52% (the other 81%).
     "resnet-mem": ModelSpec("resnet-mem", "digits", "resnet", "digits-noisy-1000", MEMORISED_EPOCHS,
-                            ("--retrain-epochs", str(MEMORISED_EPOCHS)), f"digits ResNet, 1,000 rows, {MEMORISED_EPOCHS} epochs (memorised)"),
-    "vit": ModelSpec("vit", "digits", "vit", "digits-x2", 60, ("--retrain-epochs", "60"), "digits ViT, 2,696 rows, 60 epochs"),
-    "minilm": ModelSpec("minilm", "text", "minilm", "text-480-mixed", 3,
-                        ("--retrain-epochs", "3", "--retrain-lr", "5e-5", "--retrain-batch-size", "16"),
-                        "MiniLM topics, 480 sentences (20% ambiguous), 3 epochs"),
+                            f"digits ResNet, 1,000 noisy rows, {MEMORISED_EPOCHS} epochs, lr 1e-3, batch 100 (memorised)", lr=1e-3, batch_size=100),
+    "vit": ModelSpec("vit", "digits", "vit", "digits-x2", 60, "digits ViT, 2,696 rows, 60 epochs"),
+    "minilm": ModelSpec("minilm", "text", "minilm", "text-480-mixed", 3, "MiniLM topics, 480 sentences (20% ambiguous), 3 epochs",
+                        lr=5e-5, batch_size=16),
 }
+# The original's training seed: not one of the reference seeds, whose retrains would otherwise
+# start from the original's own initial weights and land closer to it than a retrain can.
+ORIGINAL_SEED = 1000
 FORGET_TITLES = {"r1": "random 1%", "r10": "random 10%", "c10": "10%, 60% from one class"}
 
 
@@ -150,22 +181,70 @@ def build_model(spec: ModelSpec, cache: Path, manifest: dict[str, Any]) -> tuple
     train, test = build_data(spec.data, cache)
     model = cache / "models" / spec.name
     init = cache / "models" / "minilm-init" if spec.kind == "text" else None
-    if not (model / "model.safetensors").exists():
-        started = time.perf_counter()
-        if spec.kind == "text":
-            toy.train_text_model(train, model, epochs=spec.epochs)
-        else:
-            toy.train_digits_model(spec.arch, train, model, epochs=spec.epochs)
-        manifest.setdefault("models", {})[spec.name] = {"train_s": round(time.perf_counter() - started, 1)}
-        print(f"built {spec.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     if init is not None and not (init / "model.safetensors").exists():
         toy.text_init_checkpoint(train, init)
+    recipe = [spec.data, *spec.recipe("--"), "--seed", str(ORIGINAL_SEED)]
+    if manifest.get("models", {}).get(spec.name, {}).get("recipe") != recipe and model.exists():
+        import shutil
+
+        shutil.rmtree(model)  # built with another recipe (an older version of this script): rebuild
+    if not (model / "model.safetensors").exists():
+        started = time.perf_counter()
+        train_original(spec, train, test, model, init)
+        manifest.setdefault("models", {})[spec.name] = {"train_s": round(time.perf_counter() - started, 1), "recipe": recipe}
+        print(f"built {spec.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     if spec.name == "resnet-mem" and "memorised_loss_auc" not in manifest.get("models", {}).get(spec.name, {}):
         auc = memorisation_auc(model, train, test)
         manifest.setdefault("models", {}).setdefault(spec.name, {})["memorised_loss_auc"] = round(auc, 3)
         if auc < MEMORISED_MIN_AUC:
             print(f"warning: {spec.name} loss-attack AUC {auc:.3f} < {MEMORISED_MIN_AUC}: it did not memorise", file=sys.stderr)
     return model, train, test, init
+
+
+def train_original(spec: ModelSpec, train: Path, test: Path, out: Path, init: Path | None) -> None:
+    """Train the original on all of `train` with `rfau retrain` itself, the code that trains the
+    references, so that the original and its references differ only by D_f and the seed.
+
+    Measured with originals trained by toy.py's own loop instead (AdamW with weight decay, its
+    own batching): the references were apart from the original where D_f cannot matter (digits
+    ResNet on 4,044 rows, RA 99.35% for both retrains vs 97.90% for the original; MiniLM, TA
+    87.5% vs 93.1%), a gap no unlearning method can or should close. `rfau retrain` needs a
+    row to leave out, so it trains on `train` plus one copy of its row 0 and forgets the copy.
+    The result is re-saved by transformers: no report or rfau metadata comes with it.
+    """
+    import shutil
+
+    import datasets
+    import transformers
+
+    from rfau_cli import toy
+
+    work = out.parent / f".{out.name}-build"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    table = datasets.load_from_disk(str(train))
+    datasets.concatenate_datasets([table, table.select([0])]).save_to_disk(str(work / "train-plus"))
+    (work / "extra.txt").write_text(f"# the copy of row 0\n{len(table)}\n")
+    if init is not None:
+        arch = init
+    else:
+        config = toy.tiny_image_config(spec.arch)
+        config.architectures = [("ResNet" if spec.arch == "resnet" else "ViT") + "ForImageClassification"]
+        toy.fresh_model(config).save_pretrained(str(work / "arch"))
+        arch = work / "arch"
+    cmd = [
+        sys.executable, "-m", "rfau_cli", "retrain", "--model", str(arch), "--data", str(work / "train-plus"),
+        "--forget", str(work / "extra.txt"), "--test-data", str(test), "--seed", str(ORIGINAL_SEED),
+        *spec.recipe("--"), "--out", str(work / "trained"), "--quiet", "--json",
+    ]
+    if init is not None:
+        cmd += ["--init", str(init)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    auto = transformers.AutoModelForSequenceClassification if spec.kind == "text" else transformers.AutoModelForImageClassification
+    auto.from_pretrained(str(work / "trained"), local_files_only=True).save_pretrained(str(out))
+    if spec.kind == "text":
+        transformers.AutoTokenizer.from_pretrained(str(work / "trained"), local_files_only=True).save_pretrained(str(out))
+    shutil.rmtree(work)
 
 
 def memorisation_auc(model_dir: Path, train: Path, test: Path) -> float:
@@ -227,7 +306,7 @@ def run_scenario(name: str, args: argparse.Namespace, inputs: dict[str, Any]) ->
     cmd = [
         sys.executable, "-m", "rfau_cli", "bench", "--model", str(model), "--data", str(train), "--forget", str(forget),
         "--test-data", str(test), "--seeds", args.seeds, "--reference-seeds", args.reference_seeds,
-        *spec.retrain_args, "--out", str(out), "--quiet",
+        *spec.recipe("--retrain-"), "--out", str(out), "--quiet",
     ]
     if init is not None:
         cmd += ["--retrain-init", str(init)]
@@ -359,7 +438,7 @@ def main() -> None:
         "table": rows,
     }
     (args.out / "scenarios.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / "scenarios.md").write_text("\n".join(intro) + table + "\n")
+    (args.out / "scenarios.md").write_text("\n".join([*intro, table]) + "\n")
     failed = [n for n, r in runs.items() if r["status"] != "ok"]
     print(f"\nwrote {args.out / 'scenarios.json'} and scenarios.md in {record['wall_time_s']:.0f}s"
           + (f"; failed: {', '.join(failed)} (see {args.out / 'logs'})" if failed else ""), file=sys.stderr)

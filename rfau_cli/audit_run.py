@@ -199,7 +199,7 @@ def _score(job: Any, ref: Any) -> dict[str, Any]:
     from rfau_cli.audit import score
 
     model = _load(ref).to(job.accelerator.device).eval()
-    return score(model, job.encoder, job.splits, job.rows, job.accelerator, job.progress)
+    return score(model, job.inputs or job.encoder, job.splits, job.rows, job.accelerator, job.progress)
 
 
 def _write_atomic(result: dict[str, Any], out: Path) -> None:

@@ -110,7 +110,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         auc_ref = _mean([r["metrics"]["loss_auc"] for r in ok_refs])
         for ref in references:
             if ref["status"] == "ok":
-                ref["gap"] = _reference_gap_to_others(ref, ok_refs, floor, auc_ref)
+                ref["gap"] = _reference_gap_to_others(ref, ok_refs, auc_ref)
             runs.append(_log(progress, ref))
         none = _none_run(job, ok_refs, auc_ref, floor["mean"])
         gap_none = none.get("gap", {}).get("avg_gap_pp")
@@ -181,12 +181,42 @@ def check_bench(cfg: BenchConfig) -> list[str]:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
+    check_sets(cfg.hparams.sets, names)
     model = resolve_checkpoint(cfg.model)
     for path in cfg.references:
         ref = resolve_checkpoint(path)
         if ref.num_labels != model.num_labels:
             raise InputError(f"--reference {path} has {ref.num_labels} labels; --model has {model.num_labels}")
     return names
+
+
+def check_sets(sets: tuple[tuple[str, str], ...], names: list[str]) -> None:
+    """Each `--set` key must be a parameter of at least one chosen method, its value valid there.
+
+    Raises:
+        InputError: a key no chosen method has (the keys they have are listed), or a bad value.
+    """
+    from rfau_cli.methods import method_class
+
+    classes = [method_class(n) for n in names]
+    for key, _ in sets:
+        if not any(key in _param_names(c) for c in classes):
+            valid = sorted({k for c in classes for k in _param_names(c)})
+            raise InputError(
+                f"--set {key}: no chosen method has such a parameter; valid: {', '.join(valid) if valid else 'none'}"
+            )
+    for c in classes:
+        c.Params.from_strings(dict(sets_for(sets, c)), c.name)  # bad values exit 2 before any run
+
+
+def sets_for(sets: tuple[tuple[str, str], ...], method: Any) -> tuple[tuple[str, str], ...]:
+    """The `--set` pairs that apply to `method` (the keys of its Params)."""
+    names = _param_names(method)
+    return tuple((k, v) for k, v in sets if k in names)
+
+
+def _param_names(method: Any) -> set[str]:
+    return {name for name, *_ in method.Params.describe()}
 
 
 # ---- the pure part: gaps, floor, share closed ------------------------------------------------
@@ -253,7 +283,7 @@ def share_closed(gap_none: float | None, gap: float | None, floor: float | None)
     return (gap_none - gap) / removable
 
 
-def _reference_gap_to_others(ref: dict[str, Any], refs: list[dict[str, Any]], floor: dict[str, Any], auc: float | None) -> dict[str, Any]:
+def _reference_gap_to_others(ref: dict[str, Any], refs: list[dict[str, Any]], auc: float | None) -> dict[str, Any]:
     """A reference's gap: its mean gap to the other references (0 when it is the only one)."""
     others = [r for r in refs if r is not ref]
     if not others:
@@ -329,7 +359,8 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> 
             save = "adapter" if method.uses_lora else "merged"
             unlearn = UnlearnConfig(
                 model=cfg.model, out=run_dir, data=cfg.data, method=name, save=save,
-                hparams=replace(cfg.hparams, seed=seed), runtime=replace(cfg.runtime, quiet=True, json=False),
+                hparams=replace(cfg.hparams, seed=seed, sets=sets_for(cfg.hparams.sets, method)),
+                runtime=replace(cfg.runtime, quiet=True, json=False),
             )
             report = run_unlearn(unlearn, method=method)
         metrics = _audit(job, run_dir)

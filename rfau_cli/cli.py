@@ -15,24 +15,61 @@ from rfau_cli.options import (
     AdapterOpt, AttacksOpt, AuditTestDataOpt, BatchOpt, BenchReferenceOpt, ByOpt, DataOpt, DeviceOpt, EpochsOpt,
     ForgetOpt, IdColumnOpt, InitOpt, InputColumnOpt, JsonOpt, LabelColumnOpt, LrOpt, MethodsOpt, ModelOpt,
     OriginalOpt, OutDirOpt, OutFileOpt, PrecisionOpt, QuietOpt, ReferenceOpt, ReferenceSeedsOpt, RequireOpt,
-    RetainRatioOpt, RetrainEpochsOpt, SeedOpt, SeedsOpt, SplitOpt, TestDataOpt,
+    RetainRatioOpt, RetrainEpochsOpt, SaveOpt, SeedOpt, SeedsOpt, SetOpt, SplitOpt, TestDataOpt,
 )
 from rfau_cli.options import CacheMbOpt, WorkersOpt
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _ClickException
+    from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelpError
+    from typer._click.exceptions import UsageError as _UsageError
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException as _ClickException
+    from click.exceptions import NoArgsIsHelpError as _NoArgsIsHelpError
+    from click.exceptions import UsageError as _UsageError
 
 _DEBUG = [False]  # `rfau --debug` of the running invocation (set by the root callback)
 
 
 class _RfauGroup(typer.core.TyperGroup):
-    """Every command runs inside `user_errors`: no exception reaches a user as a traceback."""
+    """Every command runs inside `user_errors`: no exception reaches a user as a traceback, and
+    a usage error (unknown flag, a value not among a flag's choices) is one stderr line, exit 2."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
-        with user_errors(bool(ctx.params.get("debug"))):
+        with _one_line_usage_errors(), user_errors(bool(ctx.params.get("debug"))):
             return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """Click's usage errors as `rfau: error: <message>` and exit 2 (instead of a boxed usage text)."""
+    try:
+        yield
+    except _NoArgsIsHelpError:
+        raise  # bare `rfau`: the help text
+    except _UsageError as err:
+        typer.echo(f"rfau: error: {usage_message(err)}", err=True)
+        raise typer.Exit(2) from None
+
+
+def usage_message(err: _UsageError) -> str:
+    """One line for a click usage error; a value outside a flag's choices reads like our own checks."""
+    import re
+
+    message = " ".join(err.format_message().split())
+    param = getattr(err, "param", None)
+    outside = re.search(r"('[^']*'|\"[^\"]*\") is not one of (.+?)\.?$", message)
+    if param is not None and outside:
+        from rfau_cli.settings import choice_list
+
+        option = max(param.opts, key=len)
+        choices = re.findall(r"'([^']*)'", outside.group(2))
+        return f"{option} must be {choice_list(choices)}, not {outside.group(1)}"
+    return message
 
 
 app = typer.Typer(
@@ -114,7 +151,7 @@ def unlearn(
     input_column: InputColumnOpt = None,
     label_column: LabelColumnOpt = None,
     method: Annotated[str, typer.Option("--method", help="Unlearning method (see `rfau methods`).")] = "rfau",
-    save: Annotated[str, typer.Option("--save", help="adapter, merged or both.")] = "both",
+    save: SaveOpt = "both",
     rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 8,
     alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale = alpha / rank).")] = 16.0,
     gamma: Annotated[float, typer.Option("--gamma", help="Weight of the forget alignment loss.")] = 1.0,
@@ -133,6 +170,7 @@ def unlearn(
     quiet: QuietOpt = False,
     cache_mb: CacheMbOpt = 2048,
     workers: WorkersOpt = 0,
+    set_: SetOpt = None,
 ) -> None:
     """Unlearn samples or classes from a checkpoint; write an adapter and/or merged weights + report.json.
 
@@ -143,8 +181,10 @@ def unlearn(
       rfau unlearn --model ckpt/ --data train/ --forget classes.txt --by class --save merged --out forgot3/
 
       echo 3 | rfau unlearn -m ckpt/model.safetensors -d train.parquet -f - --by class -o out/ --json
+
+      rfau unlearn -m ckpt/ -d train/ -f ids.txt --test-data test/ --method scrub --set kd_t=2 --set msteps=1 -o scrubbed/
     """
-    from rfau_cli.settings import DataSettings, MethodSettings, RuntimeSettings, UnlearnConfig
+    from rfau_cli.settings import DataSettings, MethodSettings, RuntimeSettings, UnlearnConfig, parse_sets
 
     cfg = UnlearnConfig(
         model=model,
@@ -155,6 +195,7 @@ def unlearn(
         hparams=MethodSettings(
             epochs=epochs, lr=lr, rank=rank, alpha=alpha, gamma=gamma, batch_size=batch_size,
             retain_ratio=retain_ratio, target_modules=_split_list(target_modules), taps=taps, seed=seed,
+            sets=parse_sets(set_),
         ),
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
@@ -240,18 +281,33 @@ def _print_audit(result: dict, json_out: bool, quiet: bool) -> None:
 
 
 @app.command()
-def methods() -> None:
+def methods(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also each method's default --epochs/--lr and its own parameters (--set).")
+    ] = False,
+) -> None:
     """List the unlearning methods with a one-line summary each (no torch is imported).
 
-    Example:
+    Examples:
 
       rfau methods
+
+      rfau methods --verbose
     """
-    from rfau_cli.methods import REGISTRY
+    from rfau_cli.methods import REGISTRY, method_class
 
     width = max(len(n) for n in REGISTRY)
     for name, (_, summary) in REGISTRY.items():
         typer.echo(f"{name:<{width}}  {summary}")
+        if not verbose:
+            continue
+        cls = method_class(name)
+        typer.echo(f"{'':<{width}}  defaults: --epochs {cls.default_epochs} --lr {cls.default_lr:g}")
+        rows = cls.Params.describe()
+        if not rows:
+            typer.echo(f"{'':<{width}}  --set: no parameters of its own")
+        for key, kind, default, text in rows:
+            typer.echo(f"{'':<{width}}  --set {key}={default!r:<8} ({kind}) {text}")
 
 
 @app.command()
@@ -339,10 +395,12 @@ def bench(
     quiet: QuietOpt = False,
     cache_mb: CacheMbOpt = 2048,
     workers: WorkersOpt = 0,
+    set_: SetOpt = None,
 ) -> None:
     """Compare unlearning methods against retrained references; write bench.json, bench.md and bench.png.
 
-    --epochs/--lr/--batch-size/--retain-ratio apply to every method (default: each method's own).
+    --epochs/--lr/--batch-size/--retain-ratio apply to every method (default: each method's own);
+    each --set KEY=VALUE applies to the chosen methods that have KEY (a KEY none of them has: exit 2).
     Several references (--reference-seeds, or --reference repeated) give the noise floor and
     each method's share of the removable gap closed (docs/bench.md).
 
@@ -356,7 +414,7 @@ def bench(
 
       rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --json -o bench/ > bench.json
     """
-    from rfau_cli.settings import BenchConfig, DataSettings, MethodSettings, RuntimeSettings
+    from rfau_cli.settings import BenchConfig, DataSettings, MethodSettings, RuntimeSettings, parse_sets
 
     with user_errors():
         if reference and (retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch" or reference_seeds):
@@ -373,7 +431,9 @@ def bench(
             retrain_init=None if retrain_init == "scratch" else Path(retrain_init),
             retrain_hparams=MethodSettings(epochs=retrain_epochs, lr=retrain_lr, batch_size=retrain_batch_size),
             seeds=_parse_seeds(seeds),
-            hparams=MethodSettings(epochs=epochs, lr=lr, batch_size=batch_size, retain_ratio=retain_ratio),
+            hparams=MethodSettings(
+                epochs=epochs, lr=lr, batch_size=batch_size, retain_ratio=retain_ratio, sets=parse_sets(set_)
+            ),
             runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
         )
         from rfau_cli.bench import run_bench

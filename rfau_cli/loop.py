@@ -20,6 +20,12 @@ from rfau_cli.methods.base import FitContext, Method
 from rfau_cli.runtime import GradRouter, mean_over_ranks, shard
 
 EVAL_ROWS = 512  # forget rows scored for the per-epoch progress line
+# Forget-driven methods draw their retain batches from a seeded pool of at most this many D_r
+# rows, so that a run's cost does not grow with |D|: each new retain row costs an encoding and
+# a teacher forward once, and without a pool a run on 32,000 rows met ~128 new rows a step
+# (fit x2.0 from 2,000 to 32,000 rows, docs/performance.md). 4,096 rows hold a rank-8 adapter
+# in place; the audit's D_r sample is drawn independently, so it checks rows outside the pool.
+RETAIN_POOL = 4096
 
 
 class _Cursor:
@@ -90,9 +96,10 @@ def epochs_to_run(method: Method, ctx: FitContext) -> int:
     """
     if getattr(ctx.settings, "epochs_from_user", False):
         return ctx.settings.epochs
-    # A method may default to another cap per mode (RFAU's sample mode runs to convergence).
-    default = int(ctx.settings.extra.get(f"{ctx.splits.by}_epochs", ctx.settings.epochs))
-    min_steps = int(ctx.settings.extra.get("min_steps", 0))
+    # A method may default to another cap per mode (RFAUParams.sample_epochs: RFAU's sample mode
+    # runs to convergence) and to a minimum of steps; a method whose Params lack them has neither.
+    default = int(getattr(ctx.params, f"{ctx.splits.by}_epochs", ctx.settings.epochs))
+    min_steps = int(getattr(ctx.params, "min_steps", 0))
     return max(default, math.ceil(min_steps / steps_per_epoch(method, ctx)))
 
 
@@ -156,7 +163,10 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
     driver = forget if method.drive == "forget" else retain
     per_epoch = steps_per_epoch(method, ctx)
     epochs = epochs_to_run(method, ctx)
-    retain_cursor = _Cursor(retain, ctx.rng)
+    pool = retain
+    if method.drive == "forget" and len(retain) > RETAIN_POOL:
+        pool = np.sort(ctx.rng.choice(retain, RETAIN_POOL, replace=False))
+    retain_cursor = _Cursor(pool, ctx.rng)
     forget_cursor = _Cursor(forget, ctx.rng)
     history = ctx.history
     task = ctx.progress.add_task(f"{method.name}", total=epochs * per_epoch)

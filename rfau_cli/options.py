@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -15,15 +15,15 @@ ForgetOpt = Annotated[str, typer.Option("--forget", "-f", help="File of ids to f
 TestDataOpt = Annotated[
     Optional[Path], typer.Option("--test-data", help="Held-out data the model never saw (non-members). Required for --by sample.")
 ]
-ByOpt = Annotated[str, typer.Option("--by", help="What the forget ids name: 'sample' (row index or --id-column value) or 'class' (id or label name).")]
+ByOpt = Annotated[Literal["sample", "class"], typer.Option("--by", help="What the forget ids name: 'sample' (row index or --id-column value) or 'class' (id or label name).")]
 IdColumnOpt = Annotated[Optional[str], typer.Option("--id-column", help="Column whose values the forget ids are (default: row indices).")]
 SplitOpt = Annotated[str, typer.Option("--split", help="Split of a DatasetDict to use as training data.")]
 InputColumnOpt = Annotated[Optional[str], typer.Option("--input-column", help="Image or text column (default: found by name).")]
 LabelColumnOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column (default: label/labels).")]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory; must not exist (written atomically).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same numbers.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
+DeviceOpt = Annotated[Literal["auto", "cpu", "cuda"], typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
+PrecisionOpt = Annotated[Literal["auto", "fp32", "bf16"], typer.Option("--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the JSON result to stdout and nothing else there.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output on stderr.")]
 EpochsOpt = Annotated[
@@ -31,12 +31,25 @@ EpochsOpt = Annotated[
     typer.Option(
         "--epochs",
         help="Most passes over D_f (over D_r for retain-driven methods); a method may stop earlier once converged. "
-        "A value given here is never raised; the method's default (RFAU: 20) is raised to reach its minimum steps (RFAU: 50).",
+        "A value given here is never raised; the method's default (RFAU: 20 for classes, 100 for samples, which stop "
+        "once their margins reach their targets) is raised to reach its minimum steps (RFAU: 50).",
     ),
 ]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (AdamW); default: the method's.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Rows per forget (and per retain) batch.")]
 RetainRatioOpt = Annotated[int, typer.Option("--retain-ratio", help="Retain batches per forget batch (k).")]
+SaveOpt = Annotated[
+    Literal["adapter", "merged", "both"],
+    typer.Option("--save", help="adapter, merged or both (full-weight methods: merged weights only)."),
+]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Set one of the method's own parameters (`rfau methods --verbose` lists them); repeatable.",
+    ),
+]
 AdapterOpt = Annotated[
     Optional[Path], typer.Option("--adapter", help="PEFT adapter directory to apply to --model (an adapter-only `unlearn` output).")
 ]

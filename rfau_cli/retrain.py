@@ -41,7 +41,8 @@ class Retrain(Method):
     drive: ClassVar[str] = "retain"
     uses_forget: ClassVar[bool] = False
     drop_small_last: ClassVar[bool] = True  # batch-norm trains here: no 4-row batches
-    defaults: ClassVar[dict[str, float]] = {"epochs": 30, "lr": 3e-3}
+    default_epochs: ClassVar[int] = 30
+    default_lr: ClassVar[float] = 3e-3
 
     def __init__(self, init: Path | None = None) -> None:
         self.init = init

@@ -19,14 +19,11 @@ from rfau_cli.errors import InputError
 
 
 def make_accelerator(device: str, precision: str) -> Any:
-    """auto: CUDA with bf16 when present, else CPU with fp32."""
+    """auto: CUDA with bf16 when present, else CPU with fp32 (the values were checked by
+    RuntimeSettings; whether CUDA is there is checked here)."""
     import torch
     from accelerate import Accelerator
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu or cuda, not {device!r}")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise InputError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
     cuda = torch.cuda.is_available()
     if device == "cuda" and not cuda:
         raise InputError("--device cuda: no CUDA device is available")

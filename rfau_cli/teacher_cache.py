@@ -34,12 +34,19 @@ class TeacherCache:
         self.rows_served = 0
 
     def get(self, ctx: Any, batch: dict[str, Any]) -> tuple[Any, list[Any]]:
+        import torch
+
         rows = np.asarray(batch["rows"], dtype=np.int64)
-        if self.slot is None:
-            logits, taps = self._forward(ctx, batch)
-            self._allocate([logits, *taps])
-            self._put(rows, [logits, *taps])
-            return logits, taps
+        if self.slot is None:  # the first batch sizes the store
+            uniq, first = np.unique(rows, return_index=True)
+            if len(uniq) == len(rows):
+                logits, taps = self._forward(ctx, batch)
+                self._allocate([logits, *taps])
+                self._put(rows, [logits, *taps])
+                return logits, taps
+            fresh = self._forward(ctx, _select(batch, first))
+            self._allocate([fresh[0], *fresh[1]])
+            self._put(uniq, [fresh[0], *fresh[1]])
         slots = self.slot[rows]
         known = slots >= 0
         known[known] = self.filled[slots[known]]
@@ -47,20 +54,29 @@ class TeacherCache:
             self.rows_served += len(rows)
             idx = _index(slots, self.store[0].device)
             return self.store[0][idx], [s[idx] for s in self.store[1:]]
-        if not known.any():
+        need = np.flatnonzero(~known)
+        uniq, first = np.unique(rows[need], return_index=True)
+        if len(uniq) == len(rows):  # nothing stored yet, no repeated row: the batch as it is
             logits, taps = self._forward(ctx, batch)
             self._put(rows, [logits, *taps])
             return logits, taps
-        # Part of the batch is stored: only the rest goes through the teacher.
-        todo = np.flatnonzero(~known)
-        sub = _select(batch, todo)
-        fresh = list(self._forward(ctx, sub))
-        fresh = [fresh[0], *fresh[1]]
-        self._put(rows[todo], fresh)
-        out = [s[_index(np.where(known, slots, 0), s.device)].clone() for s in self.store]
-        where = _index(todo, out[0].device)
-        for o, f in zip(out, fresh):
-            o[where] = f.float()
+        # Only the rows not stored yet go through the teacher, each once (a batch that wraps
+        # around the retain cursor's pass can hold a row twice).
+        logits, taps = self._forward(ctx, _select(batch, need[first]))
+        fresh = [logits, *taps]
+        self._put(uniq, fresh)
+        device = fresh[0].device
+        out = [torch.empty((len(rows), *f.shape[1:]), dtype=torch.float32, device=device) for f in fresh]
+        has_slot = slots >= 0
+        if has_slot.any():
+            idx, pos = _index(slots[has_slot], device), _index(np.flatnonzero(has_slot), device)
+            for o, stored in zip(out, self.store):
+                o[pos] = stored[idx]
+        if not has_slot.all():  # beyond the budget: straight from this forward
+            which = _index(np.searchsorted(uniq, rows[~has_slot]), device)
+            pos = _index(np.flatnonzero(~has_slot), device)
+            for o, f in zip(out, fresh):
+                o[pos] = f[which].float()
         self.rows_served += int(known.sum())
         return out[0], out[1:]
 

@@ -45,8 +45,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     ref = resolve_checkpoint(cfg.model)
     if ref.adapter_dir is not None:
         raise InputError(f"--model {cfg.model} is an adapter directory; start from a full checkpoint")
-    settings = cfg.hparams.resolved(method.defaults)
-    _check_settings(settings)
+    settings = cfg.hparams.resolved(method)  # the method's defaults and its --set parameters, checked
     # Flags that need the model's config (device, label count, taps, LoRA targets): checked
     # from the config and the weights' header, before any data is read.
     check_model(
@@ -99,23 +98,12 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
 
 
 def _check_save(cfg: UnlearnConfig, method: Any) -> UnlearnConfig:
-    if cfg.save not in ("adapter", "merged", "both"):
-        raise InputError(f"--save must be adapter, merged or both, not {cfg.save!r}")
+    """`--save` for this method (the value itself was checked by UnlearnConfig)."""
     if not method.uses_lora and cfg.save != "merged":
         if cfg.save == "adapter":
             raise InputError(f"method {method.name} trains all weights and has no adapter: use --save merged")
         return replace(cfg, save="merged")  # "both" (the default) means "what the method has"
     return cfg
-
-
-def _check_settings(s: Any) -> None:
-    for name in ("epochs", "batch_size", "rank"):
-        if getattr(s, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    if s.retain_ratio < 0:
-        raise InputError("--retain-ratio must be 0 or more")
-    if not s.lr > 0:
-        raise InputError("--lr must be positive")
 
 
 def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: Any, training: dict[str, Any],
@@ -180,10 +168,12 @@ def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: 
 
 
 def _settings_dict(settings: Any) -> dict[str, Any]:
+    """The resolved settings, the method's own parameters (`--set`) at the same level."""
     values = asdict(settings)
     values["target_modules"] = list(values["target_modules"])
-    extra = values.pop("extra", {})
-    return {**values, **extra}
+    params = values.pop("params", {})
+    values.pop("sets", None)  # the raw `--set` text: its parsed values are in `params`
+    return {**values, **params}
 
 
 def _count_trainable(model: Any) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pytest
 import torch
 
 from rfau_cli.input_cache import InputCache
@@ -154,3 +153,24 @@ def test_is_flat() -> None:
     assert is_flat(history, "retain", window=3)
     assert not is_flat(history[:4], "retain", window=3)
     assert not is_flat(history[:2], "retain", window=3)  # too few epochs to say
+
+
+def test_retain_batches_come_from_a_bounded_pool(resnet_ckpt, digits, class_forget_file, tmp_path, cli, monkeypatch) -> None:
+    """Forget-driven methods draw retain batches from a seeded pool of RETAIN_POOL rows, so a
+    run touches (encodes, sends through the teacher) the same number of rows whatever |D|."""
+    import rfau_cli.loop as loop
+
+    taken: list[np.ndarray] = []
+    take = _Cursor.take
+
+    def recording(self: _Cursor, n: int) -> np.ndarray:
+        rows = take(self, n)
+        taken.append(rows)
+        return rows
+
+    monkeypatch.setattr(loop, "RETAIN_POOL", 64)
+    monkeypatch.setattr(_Cursor, "take", recording)
+    report = _unlearn(cli, resnet_ckpt, digits, class_forget_file, tmp_path / "out", "--epochs", "3")
+    drawn = np.unique(np.concatenate(taken))
+    assert len(drawn) == 64  # every pool row is used, and no other
+    assert report["training"]["steps"] * 4 * 32 > 64  # the cursor went round the pool

@@ -30,9 +30,13 @@ def method_names() -> list[str]:
     return list(REGISTRY)
 
 
-def load_method(name: str) -> Any:
-    """Instantiate the method registered under `name`."""
+def method_class(name: str) -> Any:
+    """The `Method` subclass registered under `name` (its module imports numpy, not torch)."""
     if name not in REGISTRY:
         raise InputError(f"unknown method {name!r}; choose one of: {', '.join(REGISTRY)}")
-    module = importlib.import_module(REGISTRY[name][0])
-    return module.METHOD()
+    return importlib.import_module(REGISTRY[name][0]).METHOD
+
+
+def load_method(name: str) -> Any:
+    """Instantiate the method registered under `name`."""
+    return method_class(name)()

@@ -9,11 +9,18 @@ at temperature 1 (the paper's), per row against the teacher its split calls for.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rfau_cli.methods.base import FitContext, Method
 from rfau_cli.methods.base import join
 from rfau_cli.methods.scrub import distill_kl
+from rfau_cli.settings import MethodParams, param
+
+
+@dataclass(frozen=True)
+class BadTeacherParams(MethodParams):
+    kd_t: float = param(1.0, "Distillation temperature of both KL terms (the paper's 1).", gt=0)
 
 
 class BadTeacher(Method):
@@ -22,7 +29,9 @@ class BadTeacher(Method):
     # The paper: 1 epoch over D_f plus a 30% sample of D_r, Adam lr 1e-4, temperature 1. One
     # pass over a small D_f is a handful of steps here, so a few epochs at 1e-3 give the student
     # about as many updates per forgotten row; each step's k retain batches play the D_r sample.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 5, "lr": 1e-3, "kd_t": 1.0}
+    default_epochs: ClassVar[int] = 5
+    default_lr: ClassVar[float] = 1e-3
+    Params: ClassVar[type[MethodParams]] = BadTeacherParams
 
     def setup(self, ctx: FitContext) -> None:
         import torch
@@ -37,7 +46,7 @@ class BadTeacher(Method):
     def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
         import torch
 
-        t = float(ctx.settings.extra["kd_t"])
+        t = ctx.params.kd_t
         batch = join([forget, *retain])
         n_f = len(forget["rows"])
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """The one interface every unlearning method implements, and the context it runs in.
 
-A method supplies its hyper-parameter defaults and its loss on a (forget batch, retain
+A method supplies its hyper-parameters (default epochs and lr, and a frozen `Params`
+dataclass of its own, set with `--set key=value`) and its loss on a (forget batch, retain
 batches) pair; the training loop, logging, device handling and saving exist once (loop.py,
 unlearn.py). Methods that do not train by gradient steps (SSD) override `fit`.
 """
@@ -15,6 +16,7 @@ import numpy as np
 from rfau_cli.data import Splits
 from rfau_cli.encoding import Encoder
 from rfau_cli.features import TapReader
+from rfau_cli.settings import MethodParams
 
 
 @dataclass
@@ -27,7 +29,7 @@ class FitContext:
     splits: Splits
     encoder: Encoder
     accelerator: Any
-    settings: Any  # MethodSettings (settings.py)
+    settings: Any  # ResolvedSettings (settings.py)
     num_labels: int
     rng: np.random.Generator
     progress: Any
@@ -37,6 +39,11 @@ class FitContext:
     inputs: Any | None = None  # InputCache (input_cache.py): each row encoded once per run
     teacher_store: Any | None = None  # TeacherCache (teacher_cache.py), made on first use
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch records so far
+
+    @property
+    def params(self) -> Any:
+        """The method's own hyper-parameters (its `Params` instance, `--set` values applied)."""
+        return self.settings.params
 
     @property
     def device(self) -> Any:
@@ -108,7 +115,9 @@ class Method:
     # Measured on a digits ResNet trained for 150 epochs on 900 rows at batch 64 (last batch:
     # 4 rows): test accuracy 86.3% with that batch, 90.4% without it (3 seeds each).
     drop_small_last: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, float]] = {}
+    default_epochs: ClassVar[int] = 10  # --epochs when not given
+    default_lr: ClassVar[float] = 1e-3  # --lr when not given
+    Params: ClassVar[type[MethodParams]] = MethodParams  # the method's own hyper-parameters
 
     def setup(self, ctx: FitContext) -> None:
         """Precompute what the loss needs (targets, masks, caches)."""

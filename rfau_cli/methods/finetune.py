@@ -29,7 +29,8 @@ class Finetune(Method):
     # 2023, Fan et al. 2024). On these small models AdamW at 1e-3 only lowered forget accuracy
     # to ~0.8 in 5-10 epochs; 5e-3 forgets a class within 2 epochs and keeps the others. For
     # large pretrained models (ViT, BERT) pass --lr 1e-5..5e-5, as for any fine-tuning.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 5, "lr": 5e-3}
+    default_epochs: ClassVar[int] = 5
+    default_lr: ClassVar[float] = 5e-3
 
     def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
         ce = cross_entropy(ctx, retain)

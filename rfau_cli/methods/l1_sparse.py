@@ -9,10 +9,17 @@ sparsity early, then recovery of the kept classes' accuracy).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rfau_cli.methods.base import FitContext, Method
 from rfau_cli.methods.finetune import cross_entropy
+from rfau_cli.settings import MethodParams, param
+
+
+@dataclass(frozen=True)
+class L1SparseParams(MethodParams):
+    l1: float = param(5e-4, "Starting weight of the L1 penalty, decayed linearly to 0 over the run.", ge=0)
 
 
 class L1Sparse(Method):
@@ -20,7 +27,9 @@ class L1Sparse(Method):
     drive: ClassVar[str] = "retain"
     uses_forget: ClassVar[bool] = False
     # l1 5e-4: the paper's gamma for CIFAR-10. Epochs and lr as finetune (its base), see there.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 5, "lr": 5e-3, "l1": 5e-4}
+    default_epochs: ClassVar[int] = 5
+    default_lr: ClassVar[float] = 5e-3
+    Params: ClassVar[type[MethodParams]] = L1SparseParams
 
     def setup(self, ctx: FitContext) -> None:
         from rfau_cli.loop import local_steps_per_epoch
@@ -29,7 +38,7 @@ class L1Sparse(Method):
 
     def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
         ce = cross_entropy(ctx, retain)
-        weight = float(ctx.settings.extra["l1"]) * max(0.0, 1.0 - step / self.total_steps)
+        weight = ctx.params.l1 * max(0.0, 1.0 - step / self.total_steps)
         norm = sum(p.abs().sum() for p in ctx.model.parameters() if p.requires_grad)
         return {"loss": ce + weight * norm, "retain_ce": ce.detach(), "l1_norm": norm.detach()}
 

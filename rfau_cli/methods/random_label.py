@@ -46,7 +46,8 @@ class RandomLabel(Method):
     name: ClassVar[str] = "random-label"
     # Fan et al. run RL 10 epochs at SGD lr 0.01; AdamW at 1e-3 reaches the same point on
     # these small models within a few passes of D_f (each with k retain batches).
-    defaults: ClassVar[dict[str, float]] = {"epochs": 5, "lr": 1e-3}
+    default_epochs: ClassVar[int] = 5
+    default_lr: ClassVar[float] = 1e-3
 
     def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
         return random_label_loss(ctx, forget, retain)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rfau_cli.methods.base import FitContext
+from rfau_cli.settings import MethodParams
 from rfau_cli.methods.rfau import RFAU
 
 
@@ -21,7 +22,10 @@ class RFAUFull(RFAU):
     # Every weight moves, not a rank-8 residual, so the step is smaller than rfau's 1e-3: 1e-4
     # left a third of the forgotten class recognised after 10 epochs on the digits ResNet; 3e-4
     # forgets it (~0.02) with the kept classes unchanged.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 10, "lr": 3e-4}
+    default_epochs: ClassVar[int] = 10
+    default_lr: ClassVar[float] = 3e-4
+    # None of RFAU's own parameters: no minimum steps, one epoch cap for both modes.
+    Params: ClassVar[type[MethodParams]] = MethodParams
 
     def setup(self, ctx: FitContext) -> None:
         ctx.head.requires_grad_(False)

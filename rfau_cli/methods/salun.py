@@ -9,10 +9,12 @@ weights that D_f barely touches keep their values exactly.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rfau_cli.methods.base import FitContext, Method
 from rfau_cli.methods.random_label import random_label_loss
+from rfau_cli.settings import MethodParams, param
 
 SCORE_BATCH = 256
 
@@ -36,11 +38,18 @@ def saliency_masks(grads: list[Any], fraction: float) -> list[Any]:
     return masks
 
 
+@dataclass(frozen=True)
+class SalUnParams(MethodParams):
+    saliency: float = param(0.5, "Fraction of the weights updated: those with the largest forget-CE gradient.", ge=0, le=1)
+
+
 class SalUn(Method):
     name: ClassVar[str] = "salun"
     # saliency 0.5: the paper's default sparsity (half the weights are updated). Epochs and lr
     # as random-label, whose loss this is.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 5, "lr": 1e-3, "saliency": 0.5}
+    default_epochs: ClassVar[int] = 5
+    default_lr: ClassVar[float] = 1e-3
+    Params: ClassVar[type[MethodParams]] = SalUnParams
 
     def setup(self, ctx: FitContext) -> None:
         import torch
@@ -58,7 +67,7 @@ class SalUn(Method):
                 if g is not None:
                     s += g.float()
         self.params = params
-        self.masks = saliency_masks(sums, float(ctx.settings.extra["saliency"]))
+        self.masks = saliency_masks(sums, ctx.params.saliency)
         kept = sum(int(m.sum()) for m in self.masks)
         ctx.state["salun_masked_fraction"] = kept / max(sum(m.numel() for m in self.masks), 1)
 

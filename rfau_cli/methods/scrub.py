@@ -13,10 +13,12 @@ retain batches only); later epochs are min steps only, which repairs the kept cl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rfau_cli.methods.base import FitContext, Method
 from rfau_cli.methods.base import join
+from rfau_cli.settings import MethodParams, param
 
 
 def distill_kl(student_logits: Any, teacher_logits: Any, temperature: float) -> Any:
@@ -29,6 +31,13 @@ def distill_kl(student_logits: Any, teacher_logits: Any, temperature: float) -> 
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
 
 
+@dataclass(frozen=True)
+class ScrubParams(MethodParams):
+    kd_t: float = param(4.0, "Distillation temperature T (the KL terms are scaled by T^2).", gt=0)
+    msteps: int = param(2, "Epochs whose even steps are max steps (away from the original on D_f).", ge=0)
+    ce_weight: float = param(0.1, "Weight of the kept-data cross-entropy beside the kept-data KL.", ge=0)
+
+
 class Scrub(Method):
     name: ClassVar[str] = "scrub"
     needs_teacher_copy: ClassVar[bool] = True
@@ -37,7 +46,9 @@ class Scrub(Method):
     # ce_weight: the reference code weights the kept-data terms CE 0.99 and KL 0.001 (gamma,
     # alpha), i.e. almost plain fine-tuning. Here KL has weight 1 and CE `ce_weight` 0.1: kept
     # classes stay distilled from the original (the point of SCRUB) while CE anchors labels.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 5, "lr": 1e-3, "kd_t": 4.0, "msteps": 2, "ce_weight": 0.1}
+    default_epochs: ClassVar[int] = 5
+    default_lr: ClassVar[float] = 1e-3
+    Params: ClassVar[type[MethodParams]] = ScrubParams
 
     def setup(self, ctx: FitContext) -> None:
         from rfau_cli.errors import InputError
@@ -50,10 +61,10 @@ class Scrub(Method):
     def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
         import torch
 
-        extra = ctx.settings.extra
-        t = float(extra["kd_t"])
+        hp = ctx.params
+        t = hp.kd_t
         epoch = step // self.steps_per_epoch
-        if epoch < int(extra["msteps"]) and step % 2 == 0:
+        if epoch < hp.msteps and step % 2 == 0:
             with torch.no_grad():
                 teacher = ctx.logits(forget, model=ctx.original)
             kl_f = distill_kl(ctx.logits(forget), teacher, t)
@@ -64,7 +75,7 @@ class Scrub(Method):
         logits = ctx.logits(batch)
         kl_r = distill_kl(logits, teacher, t)
         ce_r = torch.nn.functional.cross_entropy(logits, batch["labels"])
-        return {"loss": kl_r + float(extra["ce_weight"]) * ce_r, "retain_kl": kl_r.detach(), "retain_ce": ce_r.detach()}
+        return {"loss": kl_r + hp.ce_weight * ce_r, "retain_kl": kl_r.detach(), "retain_ce": ce_r.detach()}
 
 
 METHOD = Scrub

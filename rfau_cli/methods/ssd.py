@@ -8,11 +8,13 @@ left exactly as they were.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from rfau_cli.methods.base import FitContext, Method
+from rfau_cli.settings import MethodParams, param
 
 RETAIN_ROWS = 4096  # D_r rows for its Fisher estimate (seeded sample; the mean converges fast)
 EPS = 1e-12
@@ -31,6 +33,12 @@ def dampen(weight: Any, i_forget: Any, i_retain: Any, selection: float, dampenin
     return chosen
 
 
+@dataclass(frozen=True)
+class SSDParams(MethodParams):
+    selection: float = param(50.0, "A weight is dampened where I_f > selection * I_r (the paper's alpha).", gt=0)
+    dampening: float = param(1.0, "Dampening lambda: beta = min(lambda * I_r / I_f, 1) (the paper's lambda).", gt=0)
+
+
 class SSD(Method):
     name: ClassVar[str] = "ssd"
     # dampening (the paper's lambda) 1, as the paper. selection (its alpha, named apart from the
@@ -40,7 +48,9 @@ class SSD(Method):
     # keeps 0.96 (40-50 do, 20 costs 25 points, 70 leaves 0.2 of D_f). The estimate depends on
     # --batch-size (32 here, as the paper's code uses its loader's batch); retune both together.
     # No epochs or lr are used.
-    defaults: ClassVar[dict[str, float]] = {"epochs": 1, "lr": 1e-3, "selection": 50.0, "dampening": 1.0}
+    default_epochs: ClassVar[int] = 1
+    default_lr: ClassVar[float] = 1e-3
+    Params: ClassVar[type[MethodParams]] = SSDParams
 
     def fit(self, ctx: FitContext) -> dict[str, Any]:
         import torch
@@ -57,11 +67,11 @@ class SSD(Method):
         i_retain = self._fisher(ctx, params, retain)
         ctx.progress.advance(task)
         ctx.progress.remove_task(task)
-        extra = ctx.settings.extra
+        selection, dampening = ctx.params.selection, ctx.params.dampening
         dampened = 0
         with torch.no_grad():
             for p, f, r in zip(params, i_forget, i_retain):
-                dampened += int(dampen(p, f, r, float(extra["selection"]), float(extra["dampening"])).sum())
+                dampened += int(dampen(p, f, r, selection, dampening).sum())
         total = sum(p.numel() for p in params)
         ctx.state["ssd_dampened_fraction"] = dampened / max(total, 1)
         record = {"epoch": 1, "dampened": float(dampened), "forget_acc": forget_accuracy(ctx)}

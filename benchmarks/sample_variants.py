@@ -1,0 +1,311 @@
+"""The research harness behind RFAU's sample mode (issue 7): variants of the forget loss,
+each judged against three retrains of different seeds, in memory, on digits ResNets/ViTs.
+
+    .venv/bin/python benchmarks/sample_variants.py mem300-resnet rand10 '{"design": {"loss": "design"}, "margin-c": {"loss": "margin", "converge": 0.1}}'
+
+Scenarios (SCEN): `memg-resnet` (1,000 shifted digits, 150 epochs: memorised), `mem300-resnet`
+(300 digits, 150 epochs), `fit-resnet` (4,000 shifted digits, 30 epochs: well fitted), `vit`
+(4,000 shifted digits, 60 epochs). Forget sets: `rand10`, `rand1`, `class3` (half of one
+class's rows). Variants (`loss`): `design` (DESIGN.md's head-feature target), `margin`
+(smooth-L1 on the margin against the teacher's runner-up, what RFAU now does), `margin-max`,
+`kl` (KL to the teacher's distribution with z_y lowered to the target margin); options:
+`converge` (stop when the mean margin excess is this share of the drop asked), `cond`
+(class-conditional test quantiles), `gamma`, `lr`, `k`, `epochs`, `rank`. Prints, per variant,
+the avg gap to the retrains (mean ± std over seeds 0,1,2), the share of the removable gap
+closed, UA/RA/TA/MIA-efficacy, loss-attack AUC, the margins before/after against their
+targets, time and steps. Models are cached under /tmp/research/cache.
+
+It is a lab bench, not the product: the product's numbers come from `rfau bench` and
+benchmarks/scenarios.py. Results: README, "Sample forgetting: what was measured".
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rfau_cli import toy
+from rfau_cli.audit import Scores, compute_metrics, reference_gap
+from rfau_cli.features import TapReader, TapSpec, find_head, relative_distance
+from rfau_cli.lora import attach_lora, find_lora_targets
+
+torch.set_num_threads(1)
+CACHE = os.environ.get("RFAU_RESEARCH_CACHE", "/tmp/research/cache")
+os.makedirs(CACHE, exist_ok=True)
+
+def digits_arrays():
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    X = (d.images / 16.0).astype(np.float32)
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    n_test = len(y) // 4
+    return X[order[n_test:]], y[order[n_test:]], X[order[:n_test]], y[order[:n_test]]
+
+def shifted(X, dx, dy):
+    out = np.zeros_like(X)
+    H, W = X.shape[1:]
+    xs = slice(max(dx, 0), W + min(dx, 0)); xd = slice(max(-dx, 0), W + min(-dx, 0))
+    ys = slice(max(dy, 0), H + min(dy, 0)); yd = slice(max(-dy, 0), H + min(-dy, 0))
+    out[:, yd, xd] = X[:, ys, xs]
+    return out
+
+def grow(X, y, n, seed):
+    shifts = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+    Xs = np.concatenate([shifted(X, dx, dy) for dx, dy in shifts]); ys = np.tile(y, len(shifts))
+    idx = np.random.default_rng(seed).choice(len(ys), n, replace=False)
+    return Xs[idx], ys[idx]
+
+SCEN = {
+    # name: arch, n_train, grown, epochs
+    "mem-resnet": ("resnet", 1000, False, 150),
+    "fit-resnet": ("resnet", 4000, True, 30),
+    "vit": ("vit", 4000, True, 60),
+    "mem-vit": ("vit", 1000, False, 150),
+    "mem300-resnet": ("resnet", 300, False, 150),
+    "memg-resnet": ("resnet", 1000, True, 150),
+    "memg-vit": ("vit", 1000, True, 150),
+}
+
+def scenario_data(name):
+    arch, n, grown, epochs = SCEN[name]
+    Xtr, ytr, Xte, yte = digits_arrays()
+    if grown:
+        Xtr, ytr = grow(Xtr, ytr, n, 1); Xte, yte = grow(Xte, yte, 1000, 2)
+    else:
+        idx = np.random.default_rng(1).choice(len(ytr), n, replace=False); Xtr, ytr = Xtr[idx], ytr[idx]
+    return torch.tensor(Xtr)[:, None], torch.tensor(ytr), torch.tensor(Xte)[:, None], torch.tensor(yte)
+
+def forget_rows(name, kind, y):
+    n = len(y); rng = np.random.default_rng(7)
+    if kind == "rand10": return np.sort(rng.choice(n, n // 10, replace=False))
+    if kind == "rand1": return np.sort(rng.choice(n, max(n // 100, 5), replace=False))
+    if kind == "class3":  # half the rows of one class: one user's data is often one kind
+        rows = np.flatnonzero(y.numpy() == 3); return np.sort(rng.choice(rows, len(rows) // 2, replace=False))
+    raise ValueError(kind)
+
+def train(name, rows, seed):
+    arch, n, grown, epochs = SCEN[name]
+    key = f"{CACHE}/{name}-{hash(tuple(rows.tolist())) & 0xffffffff:x}-s{seed}.pt"
+    cfg = toy.tiny_image_config(arch)
+    model = toy.fresh_model(cfg)
+    if os.path.exists(key):
+        model.load_state_dict(torch.load(key)); return model.eval()
+    X, y, _, _ = DATA[name]
+    torch.manual_seed(seed)
+    model = toy.fresh_model(cfg)
+    model = fit(model, X[rows], y[rows], epochs, 3e-3, seed)
+    torch.save(model.state_dict(), key)
+    return model.eval()
+
+DATA = {}
+
+@torch.no_grad()
+def scores(model, X, y):
+    lp = torch.log_softmax(model(pixel_values=X).logits.double(), -1).numpy()
+    return Scores(lp, y.numpy(), np.zeros((len(y), 1), np.float32))
+
+def audit(model, name, f_rows):
+    X, y, Xt, yt = DATA[name]
+    keep = np.setdiff1d(np.arange(len(y)), f_rows)
+    s = {"forget": scores(model, X[f_rows], y[f_rows]), "retain": scores(model, X[keep], y[keep]), "test": scores(model, Xt, yt)}
+    return compute_metrics(s, (), 0, ("svc", "loss"))
+
+def summary(m):
+    return {"UA": 100 * m["forget"]["ua"], "RA": 100 * m["retain"]["acc"], "TA": 100 * m["test"]["acc"],
+            "MIA": 100 * m["mia"]["efficacy"], "AUC": m["mia"]["loss_auc"]}
+
+REF_SEEDS = (1, 2, 3)
+
+def references(name, f_rows):
+    X, y, _, _ = DATA[name]
+    keep = np.setdiff1d(np.arange(len(y)), f_rows)
+    return [audit(train(name, keep, s), name, f_rows) for s in REF_SEEDS]
+
+def gap_to_refs(m, refs):
+    return float(np.mean([reference_gap(m, r)["avg_gap_pp"] for r in refs]))
+
+def floor(refs):
+    return float(np.mean([reference_gap(a, b)["avg_gap_pp"] for a, b in itertools.combinations(refs, 2)]))
+
+
+def fit(model, X, y, epochs, lr, seed, bs=64):
+    """Cross-entropy training; drops the last partial batch (a 4-row batch corrupts batch-norm statistics)."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=g).split(bs):
+            if len(idx) < bs // 2:
+                continue
+            out = model(pixel_values=X[idx], labels=y[idx]); opt.zero_grad(); out.loss.backward(); opt.step()
+    return model.eval()
+
+
+def margins(z, y):
+    zy = z.gather(1, y[:, None])[:, 0]
+    other = z.scatter(1, y[:, None], float("-inf"))
+    top, c = other.max(1)
+    return zy - top, c
+
+def quantile_match(f_vals, t_vals):
+    ranks = (np.argsort(np.argsort(f_vals)) + 0.5) / len(f_vals)
+    return np.quantile(t_vals, ranks)
+
+def run(original, name, f_rows, v, seed=0):
+    X, y, Xt, yt = DATA[name]
+    keep = np.setdiff1d(np.arange(len(y)), f_rows)
+    torch.manual_seed(seed); rng = np.random.default_rng(seed)
+    model = copy.deepcopy(original)
+    pm = attach_lora(model, find_lora_targets(model), v.get("rank", 8), v.get("alpha", 16), seed)
+    head = find_head(pm)
+    spec = TapSpec(None, True)
+    reader = TapReader(pm, head, spec)
+    def teacher(xb):
+        with torch.no_grad(), pm.disable_adapter():
+            return reader({"pixel_values": xb})
+    tz_f, tt_f = teacher(X[f_rows])
+    tz_r, tt_r = teacher(X[keep])
+    tz_t, _ = teacher(Xt)
+    yf = y[f_rows]
+    m_f, c_f = margins(tz_f, yf)
+    m_t, _ = margins(tz_t, yt)
+    # target margins
+    tgt_src = m_t.numpy() * v.get("test_scale", 1.0)
+    rank_by = m_f.numpy() if v.get("rank_by", "margin") == "margin" else rng.random(len(f_rows))
+    if v.get("cond"):
+        qq = np.zeros(len(f_rows))
+        for c in np.unique(yf.numpy()):
+            sel = yf.numpy() == c
+            src = tgt_src[yt.numpy() == c]
+            qq[sel] = quantile_match(rank_by[sel], src if len(src) >= 5 else tgt_src)
+        q = torch.tensor(qq, dtype=torch.float32)
+    else:
+        q = torch.tensor(quantile_match(rank_by, tgt_src), dtype=torch.float32)
+    kind = v["loss"]
+    W = head.weight.detach().float()
+    if kind == "kl":
+        # target logits: teacher's with z_y moved so the margin equals q (others unchanged)
+        z_t = tz_f.clone()
+        z_t[torch.arange(len(yf)), yf] = tz_f[torch.arange(len(yf)), yf] - (m_f - q)
+        p_t = torch.softmax(z_t / v.get("T", 1.0), -1)
+    shift = torch.clamp(m_f - q, min=0) if v.get("clamp", True) else (m_f - q)
+    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=v.get("lr", 1e-3), weight_decay=0.0)
+    bs, k = 32, v.get("k", 4)
+    nf = len(f_rows)
+    per_epoch = max(1, math.ceil(nf / bs))
+    steps = max(v.get("epochs", 20) * per_epoch, v.get("min_steps", 50))
+    pm.eval()
+    r_order = rng.permutation(len(keep)); r_pos = 0
+    hist = []
+    step = 0
+    gamma = v.get("gamma", 1.0)
+    conv = v.get("converge")
+    if conv:
+        steps = v.get("max_epochs", 100) * per_epoch
+    need0 = float(torch.clamp(m_f - q, min=0).mean())
+    stop = None
+    while step < steps and stop is None:
+        order = rng.permutation(nf)
+        for i in range(per_epoch):
+            fi = order[i * bs:(i + 1) * bs]
+            ri = []
+            need = bs * k
+            while need > 0:
+                if r_pos >= len(r_order): r_order, r_pos = rng.permutation(len(keep)), 0
+                chunk = r_order[r_pos:r_pos + need]; r_pos += len(chunk); need -= len(chunk); ri.append(chunk)
+            ri = np.concatenate(ri) if k else np.zeros(0, int)
+            xb = torch.cat([X[f_rows[fi]], X[keep[ri]]])
+            z, taps = reader({"pixel_values": xb})
+            n = len(fi)
+            if k:
+                l_r = relative_distance([t[n:] for t in taps], [t[ri] for t in tt_r], [t[ri] for t in tt_r])
+            else:
+                l_r = torch.zeros(())
+            zf = z[:n]; yb = yf[fi]
+            if kind == "design":
+                c = c_f[fi]; d = W[yb] - W[c]; d = d / d.pow(2).sum(1, keepdim=True)
+                tgt = tt_f[-1][fi] - shift[fi, None] * d
+                l_f = relative_distance([taps[-1][:n]], [tgt], [tt_f[-1][fi]])
+            elif kind == "margin":
+                ms = zf.gather(1, yb[:, None])[:, 0] - zf.gather(1, c_f[fi][:, None])[:, 0]
+                l_f = F.smooth_l1_loss(ms, q[fi], beta=v.get("beta", 1.0))
+            elif kind == "margin-max":
+                ms, _ = margins(zf, yb)
+                l_f = F.smooth_l1_loss(ms, q[fi], beta=v.get("beta", 1.0))
+            elif kind == "kl":
+                T = v.get("T", 1.0)
+                l_f = F.kl_div(torch.log_softmax(zf / T, -1), p_t[fi], reduction="batchmean")
+            elif kind == "kl+feat":
+                T = 1.0
+                l_f = F.kl_div(torch.log_softmax(zf, -1), p_t[fi], reduction="batchmean")
+            loss = l_r * v.get("retain_w", 1.0) + gamma * l_f
+            opt.zero_grad(); loss.backward(); opt.step()
+            step += 1
+            if step >= steps: break
+        if conv and step >= v.get("min_steps_c", 0):
+            with torch.no_grad():
+                zz = pm(pixel_values=X[f_rows]).logits
+                if kind == "margin":
+                    mm = zz.gather(1, yf[:, None])[:, 0] - zz.gather(1, c_f[:, None])[:, 0]
+                else:
+                    mm, _ = margins(zz, yf)
+            left = float(torch.clamp(mm - q, min=0).mean())
+            if left <= conv * need0:
+                stop = step
+    reader.close()
+    with torch.no_grad():
+        zf, _ = reader({"pixel_values": X[f_rows]}) if False else (pm(pixel_values=X[f_rows]).logits, None)
+        mf_after, _ = margins(zf, yf)
+    merged = pm.merge_and_unload()
+    info = {"steps": step, "m_f_before": float(m_f.mean()), "q_mean": float(q.mean()), "m_f_after": float(mf_after.mean()),
+            "m_t": float(m_t.mean()), "q_neg": float((q < 0).float().mean()), "after_neg": float((mf_after < 0).float().mean()),
+            "q_p10": float(np.quantile(q.numpy(), 0.1)), "after_p10": float(np.quantile(mf_after.numpy(), 0.1)),
+            "q_p25": float(np.quantile(q.numpy(), 0.25)), "after_p25": float(np.quantile(mf_after.numpy(), 0.25))}
+    return merged.eval(), info
+
+def evaluate(name, kind, variants, seeds=(0, 1, 2)):
+    X, y, Xt, yt = DATA.setdefault(name, scenario_data(name))
+    f_rows = forget_rows(name, kind, y)
+    original = train(name, np.arange(len(y)), 0)
+    refs = references(name, f_rows)
+    fl = floor(refs)
+    m0 = audit(original, name, f_rows)
+    g0 = gap_to_refs(m0, refs)
+    ref_sum = {k: float(np.mean([summary(r)[k] for r in refs])) for k in summary(m0)}
+    print(f"== {name}/{kind}: |D|={len(y)} |Df|={len(f_rows)} none={g0:.2f} floor={fl:.2f} removable={g0-fl:.2f}")
+    print(f"   original {fmt(summary(m0))}")
+    print(f"   retrain  {fmt(ref_sum)}")
+    out = {}
+    for vname, v in variants.items():
+        gaps, sums, infos, times = [], [], [], []
+        for s in seeds:
+            t0 = time.perf_counter()
+            model, info = run(original, name, f_rows, v, seed=s)
+            times.append(time.perf_counter() - t0)
+            m = audit(model, name, f_rows)
+            gaps.append(gap_to_refs(m, refs)); sums.append(summary(m)); infos.append(info)
+        share = [(g0 - g) / (g0 - fl) for g in gaps]
+        avg = {k: float(np.mean([d[k] for d in sums])) for k in sums[0]}
+        inf = {k: float(np.mean([d[k] for d in infos])) for k in infos[0]}
+        print(f"   {vname:18s} gap {np.mean(gaps):.2f}±{np.std(gaps):.2f} share {100*np.mean(share):.0f}±{100*np.std(share):.0f}% "
+              f"{fmt(avg)} mf {inf['m_f_before']:.2f}->{inf['m_f_after']:.2f} (q {inf['q_mean']:.2f}) {np.mean(times):.1f}s steps {inf['steps']:.0f}", flush=True)
+        print(f"      q<0 {inf['q_neg']:.3f} after<0 {inf['after_neg']:.3f} p10 {inf['q_p10']:.2f}/{inf['after_p10']:.2f} p25 {inf['q_p25']:.2f}/{inf['after_p25']:.2f}")
+        out[vname] = {"gap": gaps, "share": share, "summary": avg, "info": inf}
+    return {"none": g0, "floor": fl, "variants": out}
+
+def fmt(d):
+    return " ".join(f"{k} {v:.3f}" if k == "AUC" else f"{k} {v:.1f}" for k, v in d.items())
+
+if __name__ == "__main__":
+    spec = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {"design": {"loss": "design"}}
+    evaluate(sys.argv[1], sys.argv[2], spec)
