@@ -63,7 +63,9 @@ class Scores:
         return Scores(self.log_probs[mask], self.labels[mask], self.features[mask])
 
 
-def score(model: Any, inputs: InputCache | Encoder, splits: Splits, rows: AuditRows, accelerator: Any, progress: Any) -> dict[str, Scores]:
+def score(
+    model: Any, inputs: InputCache | Encoder, splits: Splits, rows: AuditRows, accelerator: Any, progress: Any
+) -> dict[str, Scores]:
     """Run the model once over D_f, the D_r sample and test (no gradients).
 
     `inputs` is the run's InputCache, so the audit after unlearning (and the training in
@@ -88,8 +90,9 @@ def score(model: Any, inputs: InputCache | Encoder, splits: Splits, rows: AuditR
     return out
 
 
-def _score_rows(reader: Any, inputs: InputCache, test: bool, labels: np.ndarray, rows: np.ndarray, accelerator: Any,
-                progress: Any) -> Scores:
+def _score_rows(
+    reader: Any, inputs: InputCache, test: bool, labels: np.ndarray, rows: np.ndarray, accelerator: Any, progress: Any
+) -> Scores:
     import torch
 
     log_probs, features = [], []
@@ -149,10 +152,17 @@ def compute_metrics(
     forget, retain = scores["forget"], scores["retain"]
     mia: dict[str, Any] = {}
     if "svc" in attacks and len(shadow_nonmember.labels) and len(retain.labels):
-        members = retain.subset(np.random.default_rng(seed).permutation(len(retain.labels))[: len(shadow_nonmember.labels)])
+        members = retain.subset(
+            np.random.default_rng(seed).permutation(len(retain.labels))[: len(shadow_nonmember.labels)]
+        )
         svc = M.svc_mia_efficacy(
-            members.probs, members.labels, shadow_nonmember.probs, shadow_nonmember.labels,
-            forget.probs, forget.labels, seed=seed,
+            members.probs,
+            members.labels,
+            shadow_nonmember.probs,
+            shadow_nonmember.labels,
+            forget.probs,
+            forget.labels,
+            seed=seed,
         )
         mia["svc"] = svc
         mia["efficacy"] = svc["confidence"]

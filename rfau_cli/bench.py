@@ -53,7 +53,13 @@ RUNS_DIR = "runs"
 REFERENCE = "retrain"
 NONE = "none"  # the row of doing nothing: the original model
 # Bench column -> key of the flattened audit metrics (TA: see _selected).
-METRICS = {"ua": "forget.ua", "ra": "retain.acc", "ta": "test.acc", "mia_efficacy": "mia.efficacy", "loss_auc": "mia.loss_auc"}
+METRICS = {
+    "ua": "forget.ua",
+    "ra": "retain.acc",
+    "ta": "test.acc",
+    "mia_efficacy": "mia.efficacy",
+    "loss_auc": "mia.loss_auc",
+}
 # Numbers a run's "gap" holds.
 GAP_NUMBERS = ("avg_gap_pp", "loss_auc_gap", "share_closed")
 # Columns aggregated over seeds (mean and spread).
@@ -143,7 +149,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "methods": names,
             "seeds": list(cfg.seeds),
             "floor": floor,
-            "none": {"avg_gap_pp": none.get("gap", {}).get("avg_gap_pp_stats"), "loss_auc": none.get("metrics", {}).get("loss_auc")},
+            "none": {
+                "avg_gap_pp": none.get("gap", {}).get("avg_gap_pp_stats"),
+                "loss_auc": none.get("metrics", {}).get("loss_auc"),
+            },
             "removable_gap_pp": removable_gap(gap_none, floor["mean"]),
             "reference_loss_auc": auc_ref,
             "runs": runs,
@@ -172,12 +181,16 @@ def check_bench(cfg: BenchConfig) -> list[str]:
     if len(set(cfg.reference_seeds)) != len(cfg.reference_seeds):
         raise InputError(f"--reference-seeds must be distinct integers, got {list(cfg.reference_seeds)}")
     if cfg.references and cfg.reference_seeds:
-        raise InputError("--reference and --reference-seeds exclude each other: give checkpoints or seeds to retrain with")
+        raise InputError(
+            "--reference and --reference-seeds exclude each other: give checkpoints or seeds to retrain with"
+        )
     if len({Path(p).resolve() for p in cfg.references}) != len(cfg.references):
         raise InputError("--reference names the same checkpoint twice: the floor needs distinct retrains")
     names = list(dict.fromkeys(cfg.methods)) or list(REGISTRY)
     if REFERENCE in names or NONE in names:
-        raise InputError(f"{REFERENCE} is the reference and {NONE} the original model: rows of every bench, not methods")
+        raise InputError(
+            f"{REFERENCE} is the reference and {NONE} the original model: rows of every bench, not methods"
+        )
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
@@ -238,7 +251,9 @@ def noise_floor(audits: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict
     return {**_mean_std([p["avg_gap_pp"] for p in pairs]), "pairs": pairs}
 
 
-def gap_to_references(metrics: dict[str, Any], references: Sequence[dict[str, Any]], reference_auc: float | None) -> dict[str, Any]:
+def gap_to_references(
+    metrics: dict[str, Any], references: Sequence[dict[str, Any]], reference_auc: float | None
+) -> dict[str, Any]:
     """A model's gaps to each reference (`audit.reference_gap`) and their mean over references.
 
     `references` are reference runs ({label, audit}); `reference_auc` the references' mean
@@ -250,7 +265,13 @@ def gap_to_references(metrics: dict[str, Any], references: Sequence[dict[str, An
     per_reference = []
     for ref in references:
         gap = reference_gap(metrics, ref["audit"])
-        per_reference.append({"reference": ref["label"], "avg_gap_pp": gap["avg_gap_pp"], "per_metric_pp": _per_metric(metrics, ref["audit"])})
+        per_reference.append(
+            {
+                "reference": ref["label"],
+                "avg_gap_pp": gap["avg_gap_pp"],
+                "per_metric_pp": _per_metric(metrics, ref["audit"]),
+            }
+        )
     keys = list(reference_gap(metrics, references[0]["audit"]).get("avg_gap_keys", [])) if references else []
     auc = _selected(metrics)["loss_auc"]
     return {
@@ -322,8 +343,12 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -
 
         run_dir = out / RUNS_DIR / spec.label
         retrain = RetrainConfig(
-            model=cfg.model, out=run_dir, data=cfg.data, init=cfg.retrain_init,
-            hparams=replace(cfg.retrain_hparams, seed=spec.seed), runtime=replace(cfg.runtime, quiet=True, json=False),
+            model=cfg.model,
+            out=run_dir,
+            data=cfg.data,
+            init=cfg.retrain_init,
+            hparams=replace(cfg.retrain_hparams, seed=spec.seed),
+            runtime=replace(cfg.runtime, quiet=True, json=False),
         )
         with peak_memory() as peak:
             report = run_retrain(retrain)
@@ -337,7 +362,13 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -
 def _none_run(job: Any, refs: list[dict[str, Any]], auc: float | None, floor: float | None) -> dict[str, Any]:
     """Doing nothing: the original model, audited and gapped like every method."""
     _, metrics = job.audit(job.model)
-    record: dict[str, Any] = {"method": NONE, "role": "none", "seed": None, "status": "ok", "metrics": _selected(metrics)}
+    record: dict[str, Any] = {
+        "method": NONE,
+        "role": "none",
+        "seed": None,
+        "status": "ok",
+        "metrics": _selected(metrics),
+    }
     if refs:
         gap = gap_to_references(metrics, refs, auc)
         gap["avg_gap_pp_stats"] = _mean_std([g["avg_gap_pp"] for g in gap["per_reference"]])
@@ -358,7 +389,11 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> 
             # Small outputs: the adapter for LoRA methods, the weights for the others.
             save = "adapter" if method.uses_lora else "merged"
             unlearn = UnlearnConfig(
-                model=cfg.model, out=run_dir, data=cfg.data, method=name, save=save,
+                model=cfg.model,
+                out=run_dir,
+                data=cfg.data,
+                method=name,
+                save=save,
                 hparams=replace(cfg.hparams, seed=seed, sets=sets_for(cfg.hparams.sets, method)),
                 runtime=replace(cfg.runtime, quiet=True, json=False),
             )
@@ -404,7 +439,9 @@ def _per_metric(metrics: dict[str, Any], reference: dict[str, Any]) -> dict[str,
 # ---- summary -----------------------------------------------------------------------------------
 
 
-def summarize(runs: list[dict[str, Any]], names: list[str], floor: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def summarize(
+    runs: list[dict[str, Any]], names: list[str], floor: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One row a method: mean and spread (sample std; None with one seed) of each number.
 
     The reference row's avg gap is the floor (its spread over pairs of references); the none

@@ -22,7 +22,9 @@ CACHE_BUDGET_BYTES = 1 << 30  # logits + taps in float32, on the run's device
 class TeacherCache:
     """Teacher (logits, taps) per training row, filled on first use."""
 
-    def __init__(self, forget: np.ndarray, retain: np.ndarray, n_rows: int, budget_bytes: int = CACHE_BUDGET_BYTES) -> None:
+    def __init__(
+        self, forget: np.ndarray, retain: np.ndarray, n_rows: int, budget_bytes: int = CACHE_BUDGET_BYTES
+    ) -> None:
         self.order = np.concatenate([forget, retain]).astype(np.int64)  # slot priority
         self.n_rows = n_rows
         self.budget_bytes = budget_bytes
@@ -109,8 +111,12 @@ class TeacherCache:
         self.filled[slots[keep]] = True
 
     def stats(self) -> dict[str, int]:
-        return {"forwards": self.forwards, "rows_computed": self.rows_computed, "rows_served": self.rows_served,
-                "slots": 0 if self.filled is None else len(self.filled)}
+        return {
+            "forwards": self.forwards,
+            "rows_computed": self.rows_computed,
+            "rows_served": self.rows_served,
+            "slots": 0 if self.filled is None else len(self.filled),
+        }
 
 
 def _index(index: np.ndarray, device: Any) -> Any:

@@ -28,7 +28,12 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     `method` overrides the registry lookup of `cfg.method` (`rfau retrain` passes its own).
     """
     from rfau_cli.checkpoint import (
-        atomic_output_dir, check_model, check_output_dir, claim_output_dir, resolve_checkpoint, save_model,
+        atomic_output_dir,
+        check_model,
+        check_output_dir,
+        claim_output_dir,
+        resolve_checkpoint,
+        save_model,
     )
     from rfau_cli.job import prepare_job
     from rfau_cli.methods import load_method
@@ -72,7 +77,9 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                 if differ is not None:
                     ctx.state["ranks_setup_max_rel_diff"] = differ
                     if differ > 1e-4:
-                        progress.log(f"warning: the processes computed different targets (relative difference {differ:.1e})")
+                        progress.log(
+                            f"warning: the processes computed different targets (relative difference {differ:.1e})"
+                        )
             with progress.phase("fit"):
                 training = method.fit(ctx)
             report = None
@@ -84,8 +91,14 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                         after_scores, after = job.audit(model)
                     from rfau_cli.audit import compare_to_original
 
-                    metrics = {"before": before, "after": after, "original": compare_to_original(after_scores, before_scores)}
-                    report = build_report(cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command)
+                    metrics = {
+                        "before": before,
+                        "after": after,
+                        "original": compare_to_original(after_scores, before_scores),
+                    }
+                    report = build_report(
+                        cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command
+                    )
                     write_report(report, tmp / REPORT_FILE)
             report = wait_and_share(job.accelerator, report)
         except (MemoryError, RuntimeError) as err:
@@ -106,8 +119,19 @@ def _check_save(cfg: UnlearnConfig, method: Any) -> UnlearnConfig:
     return cfg
 
 
-def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: Any, training: dict[str, Any],
-                 metrics: dict[str, Any], phases: dict[str, float], started: float, out: Any, command: str) -> dict[str, Any]:
+def build_report(
+    cfg: UnlearnConfig,
+    job: Any,
+    method: Any,
+    settings: Any,
+    ctx: Any,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    phases: dict[str, float],
+    started: float,
+    out: Any,
+    command: str,
+) -> dict[str, Any]:
     """Everything needed to trust and rerun the job (DESIGN.md, Outputs)."""
     from rfau_cli.checkpoint import sha256_file, sha256_tree
     from rfau_cli.report import SCHEMA_VERSION, library_versions
@@ -137,8 +161,11 @@ def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: 
         "forget_classes": list(splits.forget_classes),
         "method": method.name,
         "settings": {
-            **_settings_dict(settings), "save": cfg.save, "split": cfg.data.split,
-            "cache_mb": cfg.runtime.cache_mb, "workers": cfg.runtime.workers,
+            **_settings_dict(settings),
+            "save": cfg.save,
+            "split": cfg.data.split,
+            "cache_mb": cfg.runtime.cache_mb,
+            "workers": cfg.runtime.workers,
         },
         "seed": settings.seed,
         "device": str(job.accelerator.device),

@@ -122,7 +122,9 @@ class Method:
     def setup(self, ctx: FitContext) -> None:
         """Precompute what the loss needs (targets, masks, caches)."""
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         """Return {"loss": scalar tensor, other terms: tensors for the progress line}."""
         raise NotImplementedError
 

@@ -36,7 +36,9 @@ class L1Sparse(Method):
 
         self.total_steps = ctx.settings.epochs * local_steps_per_epoch(self, ctx)
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         ce = cross_entropy(ctx, retain)
         weight = ctx.params.l1 * max(0.0, 1.0 - step / self.total_steps)
         norm = sum(p.abs().sum() for p in ctx.model.parameters() if p.requires_grad)
