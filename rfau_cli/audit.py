@@ -20,9 +20,6 @@ from rfau_cli.input_cache import InputCache
 RETAIN_SAMPLE_MIN = 2000  # D_r is scored on a seeded sample of max(|test|, this) rows
 SCORE_BATCH = 256
 ATTACKS = ("svc", "loss", "logreg")
-# Metrics of the "Avg. Gap" (SalUn): unlearning accuracy, retain and test accuracy, MIA-efficacy
-# (gap_keys() swaps in the kept classes' test accuracy in class forgetting).
-GAP_KEYS = ("forget.ua", "retain.acc", "test.acc", "mia.efficacy")
 NOT_FRACTIONS = ("loss",)  # metric leaves in nats, not in [0, 1]
 
 

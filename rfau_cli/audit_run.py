@@ -96,7 +96,7 @@ def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[st
     """The JSON header: what was audited, how, on how many rows; then the model's metrics."""
     from rfau_cli.audit import RETAIN_SAMPLE_MIN
     from rfau_cli.checkpoint import sha256_file
-    from rfau_cli.report import SCHEMA_VERSION, library_versions
+    from rfau_cli.report import report_header
     from rfau_cli.runtime import precision_name
 
     splits, sizes = job.splits, metrics.pop("sizes")
@@ -104,10 +104,7 @@ def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[st
         in_forget = int(np.isin(splits.test_labels, splits.forget_classes).sum())
         sizes.update(test_forget=in_forget, test_retain=sizes["test"] - in_forget)
     return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "rfau",
-        "command": COMMAND,
-        "versions": library_versions(),
+        **report_header(COMMAND),
         "inputs": {
             "model": str(job.ref.dir),
             "adapter": str(job.ref.adapter_dir) if job.ref.adapter_dir else None,

@@ -31,12 +31,9 @@ Time is the unlearning itself (the run's setup + fit phases), not loading or aud
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from rfau_cli.errors import InputError
+from rfau_cli.runtime import peak_memory
 from rfau_cli.settings import BenchConfig, RetrainConfig, UnlearnConfig
 
 BENCH_JSON = "bench.json"
@@ -64,7 +62,6 @@ METRICS = {
 GAP_NUMBERS = ("avg_gap_pp", "loss_auc_gap", "share_closed")
 # Columns aggregated over seeds (mean and spread).
 NUMBERS = (*METRICS, *GAP_NUMBERS, "time_s", "total_s", "peak_memory_mib", "trainable_parameters")
-RSS_POLL_S = 0.05  # how often the memory sampler reads the resident set size
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     from rfau_cli.bench_render import render_markdown, render_plot
     from rfau_cli.checkpoint import atomic_output_dir
     from rfau_cli.progress import Progress
-    from rfau_cli.report import SCHEMA_VERSION, library_versions, write_report
+    from rfau_cli.report import report_header, write_report
 
     started = time.perf_counter()
     names = check_bench(cfg)
@@ -133,10 +130,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         for run in runs:
             run.pop("audit", None)
         result = {
-            "schema_version": SCHEMA_VERSION,
-            "tool": "rfau",
-            "command": "bench",
-            "versions": library_versions(),
+            **report_header("bench"),
             "settings": cfg.as_dict(),
             "reference": {
                 "source": "checkpoint" if cfg.references else "retrain",
@@ -352,7 +346,7 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -
         )
         with peak_memory() as peak:
             report = run_retrain(retrain)
-        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak, _audit(job, run_dir))}
+        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak(), _audit(job, run_dir))}
     except InputError:
         raise
     except Exception as err:  # any other failure of one run is recorded; the bench goes on
@@ -403,7 +397,7 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> 
         if not run_dir.exists():
             record.pop("dir")  # nothing was written: run_unlearn's output is atomic
         return {**record, "status": "failed", "error": one_line(err)}
-    return {**record, **_numbers(report, peak, metrics)}
+    return {**record, **_numbers(report, peak(), metrics)}
 
 
 def _numbers(report: dict[str, Any], peak: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
@@ -521,41 +515,3 @@ def _log(progress: Any, run: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{run['time_s']:.1f}s")
     progress.log(f"[bold]{who}[/]: {', '.join(parts) or 'done'}")
     return run
-
-
-@contextlib.contextmanager
-def peak_memory() -> Iterator[dict[str, float]]:
-    """Peak memory of the block, in MiB: the process's resident set (sampled; Linux) and CUDA.
-
-    `ru_maxrss` only grows within a process, so runs after the first would all report the
-    largest so far; sampling the current RSS gives each run its own peak.
-    """
-    import torch
-
-    out: dict[str, float] = {}
-    statm = Path("/proc/self/statm")
-    page_mib = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024) if hasattr(os, "sysconf") else 0.0
-    stop = threading.Event()
-    peak = [0.0]
-
-    def sample() -> None:
-        while True:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                peak[0] = max(peak[0], int(statm.read_text().split()[1]) * page_mib)
-            if stop.wait(RSS_POLL_S):
-                return
-
-    sampler = threading.Thread(target=sample, daemon=True) if statm.exists() else None
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    if sampler is not None:
-        sampler.start()
-    try:
-        yield out
-    finally:
-        stop.set()
-        if sampler is not None:
-            sampler.join()
-            out["cpu_rss_mib"] = round(peak[0], 1)
-        if torch.cuda.is_available():
-            out["cuda_mib"] = round(torch.cuda.max_memory_allocated() / (1024 * 1024), 1)

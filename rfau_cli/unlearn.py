@@ -39,7 +39,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     from rfau_cli.methods import load_method
     from rfau_cli.progress import Progress
     from rfau_cli.report import write_report
-    from rfau_cli.runtime import check_ranks_agree, settle_processes, wait_and_share
+    from rfau_cli.runtime import check_ranks_agree, peak_memory, settle_processes, wait_and_share
 
     started = time.perf_counter()
     check_output_dir(cfg.out)
@@ -59,7 +59,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     )
     # `--out` is claimed (its temporary sibling created) before any heavy work; a failure
     # anywhere below removes it.
-    with claim_output_dir(cfg.out) as claim, Progress(cfg.runtime.quiet) as progress:
+    with claim_output_dir(cfg.out) as claim, Progress(cfg.runtime.quiet) as progress, peak_memory() as memory:
         with progress.phase("load"):
             job = prepare_job(ref, cfg.data, cfg.runtime, settings.seed, progress)
         # Several processes: all of them set up and fit (each on its shard of every batch);
@@ -97,7 +97,8 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                         "original": compare_to_original(after_scores, before_scores),
                     }
                     report = build_report(
-                        cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command
+                        cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command,
+                        memory=memory(),
                     )
                     write_report(report, tmp / REPORT_FILE)
             report = wait_and_share(job.accelerator, report)
@@ -131,18 +132,16 @@ def build_report(
     started: float,
     out: Any,
     command: str,
+    memory: dict[str, float],
 ) -> dict[str, Any]:
     """Everything needed to trust and rerun the job (DESIGN.md, Outputs)."""
     from rfau_cli.checkpoint import sha256_file, sha256_tree
-    from rfau_cli.report import SCHEMA_VERSION, library_versions
-    from rfau_cli.runtime import distributed_info, peak_memory, precision_name
+    from rfau_cli.report import report_header
+    from rfau_cli.runtime import distributed_info, precision_name
 
     splits = job.splits
     return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "rfau",
-        "command": command,
-        "versions": library_versions(),
+        **report_header(command),
         "inputs": {
             "model": str(job.ref.dir),
             "architecture": job.ref.architecture,
@@ -172,7 +171,7 @@ def build_report(
         "precision": precision_name(job.accelerator),
         **distributed_info(job.accelerator),
         "timings_s": {**{k: round(v, 3) for k, v in phases.items()}, "total": round(time.perf_counter() - started, 3)},
-        "peak_memory_mib": peak_memory(),
+        "peak_memory_mib": memory,
         "trainable_parameters": int(training.get("trainable_parameters", _count_trainable(ctx.model))),
         "training": {
             "epochs": training.get("epochs", len(training.get("history", []))),

@@ -41,10 +41,6 @@ REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 
-def method_names() -> list[str]:
-    return list(REGISTRY)
-
-
 def method_class(name: str) -> Any:
     """The `Method` subclass registered under `name` (its module imports numpy, not torch)."""
     if name not in REGISTRY:
