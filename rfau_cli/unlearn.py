@@ -37,6 +37,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     )
     from rfau_cli.job import prepare_job
     from rfau_cli.methods import load_method
+    from rfau_cli.methods.loop import train
     from rfau_cli.progress import Progress
     from rfau_cli.report import write_report
     from rfau_cli.runtime import check_ranks_agree, peak_memory, settle_processes, wait_and_share
@@ -81,7 +82,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                             f"warning: the processes computed different targets (relative difference {differ:.1e})"
                         )
             with progress.phase("fit"):
-                training = method.fit(ctx)
+                training = method.fit(ctx, train)
             report = None
             if main:
                 with atomic_output_dir(cfg.out, claim) as tmp:

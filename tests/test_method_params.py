@@ -237,7 +237,7 @@ def test_resolved_settings_hold_typed_params():
 
 
 def _epochs(name: str, by: str, forget_rows: int, epochs: int | None = None) -> int:
-    from rfau_cli.loop import epochs_to_run
+    from rfau_cli.methods.loop import epochs_to_run
 
     method = method_class(name)()
     settings = MethodSettings(epochs=epochs).resolved(method)

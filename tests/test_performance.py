@@ -14,8 +14,8 @@ import torch
 from conftest import invoke
 
 from rfau_cli.input_cache import InputCache
-from rfau_cli.loop import _Cursor
 from rfau_cli.methods.base import FitContext, is_flat
+from rfau_cli.methods.loop import _Cursor
 from rfau_cli.methods.rfau import RFAU
 
 
@@ -192,7 +192,7 @@ def test_retain_batches_come_from_a_bounded_pool(
 ) -> None:
     """Forget-driven methods draw retain batches from a seeded pool of RETAIN_POOL rows, so a
     run touches (encodes, sends through the teacher) the same number of rows whatever |D|."""
-    import rfau_cli.loop as loop
+    import rfau_cli.methods.loop as loop
 
     taken: list[np.ndarray] = []
     take = _Cursor.take

@@ -32,7 +32,7 @@ class L1Sparse(Method):
     Params: ClassVar[type[MethodParams]] = L1SparseParams
 
     def setup(self, ctx: FitContext) -> None:
-        from rfau_cli.loop import local_steps_per_epoch
+        from rfau_cli.methods.loop import local_steps_per_epoch
 
         self.total_steps = ctx.settings.epochs * local_steps_per_epoch(self, ctx)
 

@@ -51,7 +51,7 @@ class Scrub(Method):
 
     def setup(self, ctx: FitContext) -> None:
         from rfau_cli.errors import InputError
-        from rfau_cli.loop import local_steps_per_epoch
+        from rfau_cli.methods.loop import local_steps_per_epoch
 
         if ctx.settings.retain_ratio < 1:
             raise InputError("scrub needs kept-data batches for its min steps: use --retain-ratio 1 or more")
