@@ -105,7 +105,7 @@ def main() -> None:
     args.out.mkdir(parents=True)
     started = time.perf_counter()
     train, test, model, forget = prepare(args.cache or args.out / "inputs")
-    from rfau_cli.bench_render import HEADER, table_rows
+    from rfau_cli.commands.bench_render import HEADER, table_rows
 
     settings = {
         "class": ("class", train, model, forget["class"], None, f"class {FORGET_CLASS}"),

@@ -244,7 +244,7 @@ def unlearn(
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
-        from rfau_cli.unlearn import run_unlearn
+        from rfau_cli.commands.unlearn import run_unlearn
 
         report = run_unlearn(cfg)
     _print_result(report, json_out, quiet)
@@ -303,7 +303,7 @@ def audit(
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
-        from rfau_cli.audit_run import check_gates, run_audit
+        from rfau_cli.commands.audit import check_gates, run_audit
 
         result = run_audit(cfg)
         _print_audit(result, json_out, quiet)
@@ -404,7 +404,7 @@ def retrain(
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
-        from rfau_cli.retrain import run_retrain
+        from rfau_cli.commands.retrain import run_retrain
 
         report = run_retrain(cfg)
     _print_result(report, json_out, quiet)
@@ -492,7 +492,7 @@ def bench(
             ),
             runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
         )
-        from rfau_cli.bench import run_bench
+        from rfau_cli.commands.bench import run_bench
 
         result = run_bench(cfg)
     if json_out:
@@ -500,7 +500,7 @@ def bench(
 
         sys.stdout.write(dumps(result) + "\n")
         return
-    from rfau_cli.bench_render import print_bench_table
+    from rfau_cli.commands.bench_render import print_bench_table
 
     print_bench_table(result, out)
 

@@ -8,8 +8,17 @@ import json
 import pytest
 from conftest import invoke
 
-from rfau_cli.bench import BENCH_JSON, BENCH_MD, BENCH_PNG, NONE, REFERENCE, noise_floor, removable_gap, share_closed
-from rfau_cli.bench_render import HEADER
+from rfau_cli.commands.bench import (
+    BENCH_JSON,
+    BENCH_MD,
+    BENCH_PNG,
+    NONE,
+    REFERENCE,
+    noise_floor,
+    removable_gap,
+    share_closed,
+)
+from rfau_cli.commands.bench_render import HEADER
 
 METHODS = ("rfau", "finetune")
 

@@ -131,7 +131,7 @@ def test_bench_set_key_no_chosen_method_has_exits_2(cli, resnet_ckpt, digits, cl
 
 
 def test_bench_applies_a_set_only_to_methods_that_have_it():
-    from rfau_cli.bench import sets_for
+    from rfau_cli.commands.bench import sets_for
 
     sets = (("kd_t", "2"), ("saliency", "0.3"))
     assert sets_for(sets, method_class("scrub")) == (("kd_t", "2"),)

@@ -163,8 +163,8 @@ class _StopsAtTwo(RFAU):
 
 
 def test_stop_reason_ends_training_and_is_recorded(resnet_ckpt, digits, class_forget_file, tmp_path) -> None:
+    from rfau_cli.commands.unlearn import run_unlearn
     from rfau_cli.settings import DataSettings, MethodSettings, RuntimeSettings, UnlearnConfig
-    from rfau_cli.unlearn import run_unlearn
 
     cfg = UnlearnConfig(
         model=resnet_ckpt,

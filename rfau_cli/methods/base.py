@@ -3,7 +3,7 @@
 A method supplies its hyper-parameters (default epochs and lr, and a frozen `Params`
 dataclass of its own, set with `--set key=value`) and its loss on a (forget batch, retain
 batches) pair; the training loop, logging, device handling and saving exist once (loop.py,
-unlearn.py). Methods that do not train by gradient steps (SSD) override `fit`.
+commands/unlearn.py). Methods that do not train by gradient steps (SSD) override `fit`.
 
 The loop imports this module, never the reverse: the engine hands the loop's `train` to
 `Method.fit`, so base.py and loop.py form no import cycle.

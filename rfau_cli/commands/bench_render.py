@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rfau_cli.bench import NONE, REFERENCE
+from rfau_cli.commands.bench import NONE, REFERENCE
 
 # (summary key, column title, short title for the terminal, how to format)
 COLUMNS = (

@@ -90,8 +90,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     Raises:
         InputError: bad input (before any run, or while loading a reference); nothing is written.
     """
-    from rfau_cli.bench_render import render_markdown, render_plot
     from rfau_cli.checkpoint import atomic_output_dir
+    from rfau_cli.commands.bench_render import render_markdown, render_plot
     from rfau_cli.progress import Progress
     from rfau_cli.report import report_header, write_report
 
@@ -333,7 +333,7 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -
         if spec.path is not None:
             metrics = _audit(job, spec.path)
             return {**record, "path": str(spec.path), "status": "ok", "audit": metrics, "metrics": _selected(metrics)}
-        from rfau_cli.retrain import run_retrain
+        from rfau_cli.commands.retrain import run_retrain
 
         run_dir = out / RUNS_DIR / spec.label
         retrain = RetrainConfig(
@@ -372,8 +372,8 @@ def _none_run(job: Any, refs: list[dict[str, Any]], auc: float | None, floor: fl
 
 def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> dict[str, Any]:
     """One method, one seed, through `run_unlearn`; any failure becomes a record."""
+    from rfau_cli.commands.unlearn import run_unlearn
     from rfau_cli.methods import load_method
-    from rfau_cli.unlearn import run_unlearn
 
     run_dir = out / RUNS_DIR / f"{name}-s{seed}"
     record: dict[str, Any] = {"method": name, "role": "method", "seed": seed, "dir": f"{RUNS_DIR}/{run_dir.name}"}

@@ -94,7 +94,7 @@ def run_retrain(cfg: RetrainConfig) -> dict[str, Any]:
         InputError: bad input (as `rfau unlearn`), or an `--init` checkpoint whose
             architecture or label count differs from `--model`'s.
     """
-    from rfau_cli.unlearn import run_unlearn
+    from rfau_cli.commands.unlearn import run_unlearn
 
     if cfg.init is not None:
         _check_init(cfg.model, cfg.init)
