@@ -37,7 +37,6 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     )
     from rfau_cli.job import prepare_job
     from rfau_cli.methods import load_method
-    from rfau_cli.methods.loop import train
     from rfau_cli.progress import Progress
     from rfau_cli.report import write_report
     from rfau_cli.runtime import check_ranks_agree, peak_memory, settle_processes, wait_and_share
@@ -82,6 +81,8 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                             f"warning: the processes computed different targets (relative difference {differ:.1e})"
                         )
             with progress.phase("fit"):
+                from rfau_cli.methods.loop import train  # imports torch: the input checks above run without it
+
                 training = method.fit(ctx, train)
             report = None
             if main:
