@@ -23,6 +23,7 @@ demo: venv
 	$(PY) examples/demo.py
 
 test: venv
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 # The scenarios of benchmarks/scenarios.py (inputs cached under bench-out/inputs, each run in

@@ -105,7 +105,7 @@ def main() -> None:
     args.out.mkdir(parents=True)
     started = time.perf_counter()
     train, test, model, forget = prepare(args.cache or args.out / "inputs")
-    from rfau_cli.bench_render import HEADER, table_rows
+    from rfau_cli.commands.bench_render import HEADER, table_rows
 
     settings = {
         "class": ("class", train, model, forget["class"], None, f"class {FORGET_CLASS}"),
@@ -130,7 +130,9 @@ def main() -> None:
         "benchmark": "digits-resnet",
         "seeds": args.seeds,
         "wall_time_s": round(time.perf_counter() - started, 1),
-        "settings": {by: {"summary": r["summary"], "runs": r["runs"], "versions": r["versions"]} for by, r in results.items()},
+        "settings": {
+            by: {"summary": r["summary"], "runs": r["runs"], "versions": r["versions"]} for by, r in results.items()
+        },
     }
     (args.out / "bench_digits.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / "bench_digits.md").write_text(text.lstrip() + "\n")

@@ -17,7 +17,7 @@ targets, time and steps. Models are cached under /tmp/research/cache.
 
 It is a lab bench, not the product: the product's numbers come from `rfau bench` and
 benchmarks/scenarios.py. Results: README, "Sample forgetting: what was measured".
-"""
+"""  # noqa: E501 (copy-pasteable commands)
 
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ torch.set_num_threads(1)
 CACHE = os.environ.get("RFAU_RESEARCH_CACHE", "/tmp/research/cache")
 os.makedirs(CACHE, exist_ok=True)
 
+
 def digits_arrays():
     from sklearn.datasets import load_digits
+
     d = load_digits()
     X = (d.images / 16.0).astype(np.float32)
     y = d.target.astype(np.int64)
@@ -51,19 +53,25 @@ def digits_arrays():
     n_test = len(y) // 4
     return X[order[n_test:]], y[order[n_test:]], X[order[:n_test]], y[order[:n_test]]
 
+
 def shifted(X, dx, dy):
     out = np.zeros_like(X)
     H, W = X.shape[1:]
-    xs = slice(max(dx, 0), W + min(dx, 0)); xd = slice(max(-dx, 0), W + min(-dx, 0))
-    ys = slice(max(dy, 0), H + min(dy, 0)); yd = slice(max(-dy, 0), H + min(-dy, 0))
+    xs = slice(max(dx, 0), W + min(dx, 0))
+    xd = slice(max(-dx, 0), W + min(-dx, 0))
+    ys = slice(max(dy, 0), H + min(dy, 0))
+    yd = slice(max(-dy, 0), H + min(-dy, 0))
     out[:, yd, xd] = X[:, ys, xs]
     return out
 
+
 def grow(X, y, n, seed):
     shifts = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
-    Xs = np.concatenate([shifted(X, dx, dy) for dx, dy in shifts]); ys = np.tile(y, len(shifts))
+    Xs = np.concatenate([shifted(X, dx, dy) for dx, dy in shifts])
+    ys = np.tile(y, len(shifts))
     idx = np.random.default_rng(seed).choice(len(ys), n, replace=False)
     return Xs[idx], ys[idx]
+
 
 SCEN = {
     # name: arch, n_train, grown, epochs
@@ -76,30 +84,40 @@ SCEN = {
     "memg-vit": ("vit", 1000, True, 150),
 }
 
+
 def scenario_data(name):
     arch, n, grown, epochs = SCEN[name]
     Xtr, ytr, Xte, yte = digits_arrays()
     if grown:
-        Xtr, ytr = grow(Xtr, ytr, n, 1); Xte, yte = grow(Xte, yte, 1000, 2)
+        Xtr, ytr = grow(Xtr, ytr, n, 1)
+        Xte, yte = grow(Xte, yte, 1000, 2)
     else:
-        idx = np.random.default_rng(1).choice(len(ytr), n, replace=False); Xtr, ytr = Xtr[idx], ytr[idx]
+        idx = np.random.default_rng(1).choice(len(ytr), n, replace=False)
+        Xtr, ytr = Xtr[idx], ytr[idx]
     return torch.tensor(Xtr)[:, None], torch.tensor(ytr), torch.tensor(Xte)[:, None], torch.tensor(yte)
 
+
 def forget_rows(name, kind, y):
-    n = len(y); rng = np.random.default_rng(7)
-    if kind == "rand10": return np.sort(rng.choice(n, n // 10, replace=False))
-    if kind == "rand1": return np.sort(rng.choice(n, max(n // 100, 5), replace=False))
+    n = len(y)
+    rng = np.random.default_rng(7)
+    if kind == "rand10":
+        return np.sort(rng.choice(n, n // 10, replace=False))
+    if kind == "rand1":
+        return np.sort(rng.choice(n, max(n // 100, 5), replace=False))
     if kind == "class3":  # half the rows of one class: one user's data is often one kind
-        rows = np.flatnonzero(y.numpy() == 3); return np.sort(rng.choice(rows, len(rows) // 2, replace=False))
+        rows = np.flatnonzero(y.numpy() == 3)
+        return np.sort(rng.choice(rows, len(rows) // 2, replace=False))
     raise ValueError(kind)
+
 
 def train(name, rows, seed):
     arch, n, grown, epochs = SCEN[name]
-    key = f"{CACHE}/{name}-{hash(tuple(rows.tolist())) & 0xffffffff:x}-s{seed}.pt"
+    key = f"{CACHE}/{name}-{hash(tuple(rows.tolist())) & 0xFFFFFFFF:x}-s{seed}.pt"
     cfg = toy.tiny_image_config(arch)
     model = toy.fresh_model(cfg)
     if os.path.exists(key):
-        model.load_state_dict(torch.load(key)); return model.eval()
+        model.load_state_dict(torch.load(key))
+        return model.eval()
     X, y, _, _ = DATA[name]
     torch.manual_seed(seed)
     model = toy.fresh_model(cfg)
@@ -107,32 +125,49 @@ def train(name, rows, seed):
     torch.save(model.state_dict(), key)
     return model.eval()
 
+
 DATA = {}
+
 
 @torch.no_grad()
 def scores(model, X, y):
     lp = torch.log_softmax(model(pixel_values=X).logits.double(), -1).numpy()
     return Scores(lp, y.numpy(), np.zeros((len(y), 1), np.float32))
 
+
 def audit(model, name, f_rows):
     X, y, Xt, yt = DATA[name]
     keep = np.setdiff1d(np.arange(len(y)), f_rows)
-    s = {"forget": scores(model, X[f_rows], y[f_rows]), "retain": scores(model, X[keep], y[keep]), "test": scores(model, Xt, yt)}
+    s = {
+        "forget": scores(model, X[f_rows], y[f_rows]),
+        "retain": scores(model, X[keep], y[keep]),
+        "test": scores(model, Xt, yt),
+    }
     return compute_metrics(s, (), 0, ("svc", "loss"))
 
+
 def summary(m):
-    return {"UA": 100 * m["forget"]["ua"], "RA": 100 * m["retain"]["acc"], "TA": 100 * m["test"]["acc"],
-            "MIA": 100 * m["mia"]["efficacy"], "AUC": m["mia"]["loss_auc"]}
+    return {
+        "UA": 100 * m["forget"]["ua"],
+        "RA": 100 * m["retain"]["acc"],
+        "TA": 100 * m["test"]["acc"],
+        "MIA": 100 * m["mia"]["efficacy"],
+        "AUC": m["mia"]["loss_auc"],
+    }
+
 
 REF_SEEDS = (1, 2, 3)
+
 
 def references(name, f_rows):
     X, y, _, _ = DATA[name]
     keep = np.setdiff1d(np.arange(len(y)), f_rows)
     return [audit(train(name, keep, s), name, f_rows) for s in REF_SEEDS]
 
+
 def gap_to_refs(m, refs):
     return float(np.mean([reference_gap(m, r)["avg_gap_pp"] for r in refs]))
+
 
 def floor(refs):
     return float(np.mean([reference_gap(a, b)["avg_gap_pp"] for a, b in itertools.combinations(refs, 2)]))
@@ -147,7 +182,10 @@ def fit(model, X, y, epochs, lr, seed, bs=64):
         for idx in torch.randperm(len(y), generator=g).split(bs):
             if len(idx) < bs // 2:
                 continue
-            out = model(pixel_values=X[idx], labels=y[idx]); opt.zero_grad(); out.loss.backward(); opt.step()
+            out = model(pixel_values=X[idx], labels=y[idx])
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
     return model.eval()
 
 
@@ -157,22 +195,27 @@ def margins(z, y):
     top, c = other.max(1)
     return zy - top, c
 
+
 def quantile_match(f_vals, t_vals):
     ranks = (np.argsort(np.argsort(f_vals)) + 0.5) / len(f_vals)
     return np.quantile(t_vals, ranks)
 
+
 def run(original, name, f_rows, v, seed=0):
     X, y, Xt, yt = DATA[name]
     keep = np.setdiff1d(np.arange(len(y)), f_rows)
-    torch.manual_seed(seed); rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     model = copy.deepcopy(original)
     pm = attach_lora(model, find_lora_targets(model), v.get("rank", 8), v.get("alpha", 16), seed)
     head = find_head(pm)
     spec = TapSpec(None, True)
     reader = TapReader(pm, head, spec)
+
     def teacher(xb):
         with torch.no_grad(), pm.disable_adapter():
             return reader({"pixel_values": xb})
+
     tz_f, tt_f = teacher(X[f_rows])
     tz_r, tt_r = teacher(X[keep])
     tz_t, _ = teacher(Xt)
@@ -205,8 +248,8 @@ def run(original, name, f_rows, v, seed=0):
     per_epoch = max(1, math.ceil(nf / bs))
     steps = max(v.get("epochs", 20) * per_epoch, v.get("min_steps", 50))
     pm.eval()
-    r_order = rng.permutation(len(keep)); r_pos = 0
-    hist = []
+    r_order = rng.permutation(len(keep))
+    r_pos = 0
     step = 0
     gamma = v.get("gamma", 1.0)
     conv = v.get("converge")
@@ -217,12 +260,16 @@ def run(original, name, f_rows, v, seed=0):
     while step < steps and stop is None:
         order = rng.permutation(nf)
         for i in range(per_epoch):
-            fi = order[i * bs:(i + 1) * bs]
+            fi = order[i * bs : (i + 1) * bs]
             ri = []
             need = bs * k
             while need > 0:
-                if r_pos >= len(r_order): r_order, r_pos = rng.permutation(len(keep)), 0
-                chunk = r_order[r_pos:r_pos + need]; r_pos += len(chunk); need -= len(chunk); ri.append(chunk)
+                if r_pos >= len(r_order):
+                    r_order, r_pos = rng.permutation(len(keep)), 0
+                chunk = r_order[r_pos : r_pos + need]
+                r_pos += len(chunk)
+                need -= len(chunk)
+                ri.append(chunk)
             ri = np.concatenate(ri) if k else np.zeros(0, int)
             xb = torch.cat([X[f_rows[fi]], X[keep[ri]]])
             z, taps = reader({"pixel_values": xb})
@@ -231,9 +278,12 @@ def run(original, name, f_rows, v, seed=0):
                 l_r = relative_distance([t[n:] for t in taps], [t[ri] for t in tt_r], [t[ri] for t in tt_r])
             else:
                 l_r = torch.zeros(())
-            zf = z[:n]; yb = yf[fi]
+            zf = z[:n]
+            yb = yf[fi]
             if kind == "design":
-                c = c_f[fi]; d = W[yb] - W[c]; d = d / d.pow(2).sum(1, keepdim=True)
+                c = c_f[fi]
+                d = W[yb] - W[c]
+                d = d / d.pow(2).sum(1, keepdim=True)
                 tgt = tt_f[-1][fi] - shift[fi, None] * d
                 l_f = relative_distance([taps[-1][:n]], [tgt], [tt_f[-1][fi]])
             elif kind == "margin":
@@ -249,9 +299,12 @@ def run(original, name, f_rows, v, seed=0):
                 T = 1.0
                 l_f = F.kl_div(torch.log_softmax(zf, -1), p_t[fi], reduction="batchmean")
             loss = l_r * v.get("retain_w", 1.0) + gamma * l_f
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
             step += 1
-            if step >= steps: break
+            if step >= steps:
+                break
         if conv and step >= v.get("min_steps_c", 0):
             with torch.no_grad():
                 zz = pm(pixel_values=X[f_rows]).logits
@@ -267,11 +320,21 @@ def run(original, name, f_rows, v, seed=0):
         zf, _ = reader({"pixel_values": X[f_rows]}) if False else (pm(pixel_values=X[f_rows]).logits, None)
         mf_after, _ = margins(zf, yf)
     merged = pm.merge_and_unload()
-    info = {"steps": step, "m_f_before": float(m_f.mean()), "q_mean": float(q.mean()), "m_f_after": float(mf_after.mean()),
-            "m_t": float(m_t.mean()), "q_neg": float((q < 0).float().mean()), "after_neg": float((mf_after < 0).float().mean()),
-            "q_p10": float(np.quantile(q.numpy(), 0.1)), "after_p10": float(np.quantile(mf_after.numpy(), 0.1)),
-            "q_p25": float(np.quantile(q.numpy(), 0.25)), "after_p25": float(np.quantile(mf_after.numpy(), 0.25))}
+    info = {
+        "steps": step,
+        "m_f_before": float(m_f.mean()),
+        "q_mean": float(q.mean()),
+        "m_f_after": float(mf_after.mean()),
+        "m_t": float(m_t.mean()),
+        "q_neg": float((q < 0).float().mean()),
+        "after_neg": float((mf_after < 0).float().mean()),
+        "q_p10": float(np.quantile(q.numpy(), 0.1)),
+        "after_p10": float(np.quantile(mf_after.numpy(), 0.1)),
+        "q_p25": float(np.quantile(q.numpy(), 0.25)),
+        "after_p25": float(np.quantile(mf_after.numpy(), 0.25)),
+    }
     return merged.eval(), info
+
 
 def evaluate(name, kind, variants, seeds=(0, 1, 2)):
     X, y, Xt, yt = DATA.setdefault(name, scenario_data(name))
@@ -282,7 +345,7 @@ def evaluate(name, kind, variants, seeds=(0, 1, 2)):
     m0 = audit(original, name, f_rows)
     g0 = gap_to_refs(m0, refs)
     ref_sum = {k: float(np.mean([summary(r)[k] for r in refs])) for k in summary(m0)}
-    print(f"== {name}/{kind}: |D|={len(y)} |Df|={len(f_rows)} none={g0:.2f} floor={fl:.2f} removable={g0-fl:.2f}")
+    print(f"== {name}/{kind}: |D|={len(y)} |Df|={len(f_rows)} none={g0:.2f} floor={fl:.2f} removable={g0 - fl:.2f}")
     print(f"   original {fmt(summary(m0))}")
     print(f"   retrain  {fmt(ref_sum)}")
     out = {}
@@ -293,18 +356,30 @@ def evaluate(name, kind, variants, seeds=(0, 1, 2)):
             model, info = run(original, name, f_rows, v, seed=s)
             times.append(time.perf_counter() - t0)
             m = audit(model, name, f_rows)
-            gaps.append(gap_to_refs(m, refs)); sums.append(summary(m)); infos.append(info)
+            gaps.append(gap_to_refs(m, refs))
+            sums.append(summary(m))
+            infos.append(info)
         share = [(g0 - g) / (g0 - fl) for g in gaps]
         avg = {k: float(np.mean([d[k] for d in sums])) for k in sums[0]}
         inf = {k: float(np.mean([d[k] for d in infos])) for k in infos[0]}
-        print(f"   {vname:18s} gap {np.mean(gaps):.2f}±{np.std(gaps):.2f} share {100*np.mean(share):.0f}±{100*np.std(share):.0f}% "
-              f"{fmt(avg)} mf {inf['m_f_before']:.2f}->{inf['m_f_after']:.2f} (q {inf['q_mean']:.2f}) {np.mean(times):.1f}s steps {inf['steps']:.0f}", flush=True)
-        print(f"      q<0 {inf['q_neg']:.3f} after<0 {inf['after_neg']:.3f} p10 {inf['q_p10']:.2f}/{inf['after_p10']:.2f} p25 {inf['q_p25']:.2f}/{inf['after_p25']:.2f}")
+        print(
+            f"   {vname:18s} gap {np.mean(gaps):.2f}±{np.std(gaps):.2f} share "
+            f"{100 * np.mean(share):.0f}±{100 * np.std(share):.0f}% "
+            f"{fmt(avg)} mf {inf['m_f_before']:.2f}->{inf['m_f_after']:.2f} (q {inf['q_mean']:.2f}) "
+            f"{np.mean(times):.1f}s steps {inf['steps']:.0f}",
+            flush=True,
+        )
+        print(
+            f"      q<0 {inf['q_neg']:.3f} after<0 {inf['after_neg']:.3f} p10 "
+            f"{inf['q_p10']:.2f}/{inf['after_p10']:.2f} p25 {inf['q_p25']:.2f}/{inf['after_p25']:.2f}"
+        )
         out[vname] = {"gap": gaps, "share": share, "summary": avg, "info": inf}
     return {"none": g0, "floor": fl, "variants": out}
 
+
 def fmt(d):
     return " ".join(f"{k} {v:.3f}" if k == "AUC" else f"{k} {v:.1f}" for k, v in d.items())
+
 
 if __name__ == "__main__":
     spec = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {"design": {"loss": "design"}}

@@ -155,7 +155,8 @@ def run_cli(command: str, inputs: dict[str, Path], out: Path, extra: list[str]) 
     wall = time.perf_counter() - started
     report = json.loads(done.stdout)
     timings = report["timings_s"]
-    cpu = next((json.loads(line.split(" ", 1)[1]) for line in done.stderr.splitlines() if line.startswith("RFAU_CPU_S ")), {})
+    cpu_lines = (line for line in done.stderr.splitlines() if line.startswith("RFAU_CPU_S "))
+    cpu = next((json.loads(line.split(" ", 1)[1]) for line in cpu_lines), {})
     return {
         "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
         "wall_s": round(wall, 3),
@@ -328,38 +329,86 @@ def main() -> None:
         "forget": args.forget,
         "sizes": sizes,
         "runs": runs,
-        "crossover_wall": crossover(sizes, [runs[str(n)]["unlearn"]["wall_s"] for n in sizes],
-                                    [runs[str(n)]["retrain"]["wall_s"] for n in sizes]),
-        "crossover_fit": crossover(sizes, [runs[str(n)]["unlearn"]["timings_s"]["fit"] for n in sizes],
-                                   [runs[str(n)]["retrain"]["timings_s"]["fit"] for n in sizes]),
-        "fit_growth": round(runs[str(sizes[-1])]["unlearn"]["timings_s"]["fit"] / runs[str(sizes[0])]["unlearn"]["timings_s"]["fit"], 3),
-        "fit_growth_cpu": round(runs[str(sizes[-1])]["unlearn"]["cpu_s"]["fit"] / runs[str(sizes[0])]["unlearn"]["cpu_s"]["fit"], 3),
-        "fit_growth_per_step": round(_per_step(runs[str(sizes[-1])]["unlearn"]) / _per_step(runs[str(sizes[0])]["unlearn"]), 3),
+        "crossover_wall": crossover(
+            sizes,
+            [runs[str(n)]["unlearn"]["wall_s"] for n in sizes],
+            [runs[str(n)]["retrain"]["wall_s"] for n in sizes],
+        ),
+        "crossover_fit": crossover(
+            sizes,
+            [runs[str(n)]["unlearn"]["timings_s"]["fit"] for n in sizes],
+            [runs[str(n)]["retrain"]["timings_s"]["fit"] for n in sizes],
+        ),
+        "fit_growth": round(
+            runs[str(sizes[-1])]["unlearn"]["timings_s"]["fit"] / runs[str(sizes[0])]["unlearn"]["timings_s"]["fit"], 3
+        ),
+        "fit_growth_cpu": round(
+            runs[str(sizes[-1])]["unlearn"]["cpu_s"]["fit"] / runs[str(sizes[0])]["unlearn"]["cpu_s"]["fit"], 3
+        ),
+        "fit_growth_per_step": round(
+            _per_step(runs[str(sizes[-1])]["unlearn"]) / _per_step(runs[str(sizes[0])]["unlearn"]), 3
+        ),
         "throughput": throughput(inputs[sizes[0]], args.steps, args.repeats),
     }
-    header = ["|D|", "command", "wall s", "load", "audits", "setup", "fit", "outside fit", "fit CPU s", "CPU outside fit",
-              "peak RSS MiB", "steps", "fit CPU ms/step", "rows encoded", "teacher rows", "stop"]
+    header = [
+        "|D|",
+        "command",
+        "wall s",
+        "load",
+        "audits",
+        "setup",
+        "fit",
+        "outside fit",
+        "fit CPU s",
+        "CPU outside fit",
+        "peak RSS MiB",
+        "steps",
+        "fit CPU ms/step",
+        "rows encoded",
+        "teacher rows",
+        "stop",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---:"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for n in sizes:
         for command in ("unlearn", "retrain"):
             r, t = runs[str(n)][command], runs[str(n)][command]["timings_s"]
             c = r["cpu_s"]
             audits = t.get("audit_before", 0.0) + t.get("audit_after", 0.0)
-            lines.append("| " + " | ".join([
-                str(n), command, f"{r['wall_s']:.1f}", f"{t.get('load', 0):.1f}", f"{audits:.1f}", f"{t.get('setup', 0):.1f}",
-                f"{t.get('fit', 0):.1f}", f"{r['outside_fit_s']:.1f}", f"{c.get('fit', 0):.1f}",
-                f"{c.get('process', 0) - c.get('fit', 0):.1f}", f"{r['peak_rss_mib']:.0f}", str(r["steps"]),
-                f"{1000 * c.get('fit', 0) / max(r['steps'], 1):.1f}", str(_cache(r, "inputs", "rows_encoded")),
-                str(_cache(r, "teacher", "rows_computed")), str(r["stop_reason"]),
-            ]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        str(n),
+                        command,
+                        f"{r['wall_s']:.1f}",
+                        f"{t.get('load', 0):.1f}",
+                        f"{audits:.1f}",
+                        f"{t.get('setup', 0):.1f}",
+                        f"{t.get('fit', 0):.1f}",
+                        f"{r['outside_fit_s']:.1f}",
+                        f"{c.get('fit', 0):.1f}",
+                        f"{c.get('process', 0) - c.get('fit', 0):.1f}",
+                        f"{r['peak_rss_mib']:.0f}",
+                        str(r["steps"]),
+                        f"{1000 * c.get('fit', 0) / max(r['steps'], 1):.1f}",
+                        str(_cache(r, "inputs", "rows_encoded")),
+                        str(_cache(r, "teacher", "rows_computed")),
+                        str(r["stop_reason"]),
+                    ]
+                )
+                + " |"
+            )
     tp = result["throughput"]
     lines += [
         "",
-        f"unlearning cheaper than retraining (wall) from |D| = {result['crossover_wall']['rows']} ({result['crossover_wall']['how']})",
-        f"unlearning fit cheaper than retraining's training from |D| = {result['crossover_fit']['rows']} ({result['crossover_fit']['how']})",
+        f"unlearning cheaper than retraining (wall) from |D| = {result['crossover_wall']['rows']} "
+        f"({result['crossover_wall']['how']})",
+        f"unlearning fit cheaper than retraining's training from |D| = {result['crossover_fit']['rows']} "
+        f"({result['crossover_fit']['how']})",
         f"RFAU fit time x{result['fit_growth']} (CPU time x{result['fit_growth_cpu']}) from |D| = {sizes[0]} to"
         f" {sizes[-1]} (|D_f| = {args.forget}); CPU time per step x{result['fit_growth_per_step']}",
-        f"fit throughput: RFAU {tp['rows_per_s']['rfau']} rows/s, plain cross-entropy {tp['rows_per_s']['cross_entropy']} rows/s"
+        f"fit throughput: RFAU {tp['rows_per_s']['rfau']} rows/s, plain cross-entropy "
+        f"{tp['rows_per_s']['cross_entropy']} rows/s"
         f" (ratio {tp['ratio']}, {tp['rows_per_step']} rows a step); cross-entropy through the same LoRA adapter"
         f" {tp['rows_per_s']['cross_entropy_lora']} rows/s (RFAU / that: {tp['ratio_to_lora_cross_entropy']})",
     ]

@@ -61,7 +61,7 @@ Every bench adds ~10 s (loading, one audit per model, the plot). A full run (3 r
 seeds, all 11 methods x 3 seeds) is about 3 retrains + 33 method runs a scenario: ~5-10 min a
 digits scenario (~1-1.5 h for the nine), and far longer for MiniLM (rfau alone ~2.5 min a run):
 run MiniLM with fewer methods, e.g. `--scenarios minilm --methods rfau,finetune,neggrad-plus,scrub,l1-sparse`.
-"""
+"""  # noqa: E501 (a markdown table)
 
 from __future__ import annotations
 
@@ -113,14 +113,32 @@ class ModelSpec:
 
 
 MODELS = {
-    "resnet-fit": ModelSpec("resnet-fit", "digits", "resnet", "digits-x3", 30, "digits ResNet, 4,044 rows, 30 epochs (fits)"),
+    "resnet-fit": ModelSpec(
+        "resnet-fit", "digits", "resnet", "digits-x3", 30, "digits ResNet, 4,044 rows, 30 epochs (fits)"
+    ),
     # lr 1e-3, not the digits default 3e-3: at 3e-3 for 200 epochs, long past zero training loss,
     # Adam's loss spikes late in training and one retrain of two ended at TA 52% (the other 81%).
-    "resnet-mem": ModelSpec("resnet-mem", "digits", "resnet", "digits-noisy-1000", MEMORISED_EPOCHS,
-                            f"digits ResNet, 1,000 noisy rows, {MEMORISED_EPOCHS} epochs, lr 1e-3, batch 100 (memorised)", lr=1e-3, batch_size=100),
+    "resnet-mem": ModelSpec(
+        "resnet-mem",
+        "digits",
+        "resnet",
+        "digits-noisy-1000",
+        MEMORISED_EPOCHS,
+        f"digits ResNet, 1,000 noisy rows, {MEMORISED_EPOCHS} epochs, lr 1e-3, batch 100 (memorised)",
+        lr=1e-3,
+        batch_size=100,
+    ),
     "vit": ModelSpec("vit", "digits", "vit", "digits-x2", 60, "digits ViT, 2,696 rows, 60 epochs"),
-    "minilm": ModelSpec("minilm", "text", "minilm", "text-480-mixed", 3, "MiniLM topics, 480 sentences (20% ambiguous), 3 epochs",
-                        lr=5e-5, batch_size=16),
+    "minilm": ModelSpec(
+        "minilm",
+        "text",
+        "minilm",
+        "text-480-mixed",
+        3,
+        "MiniLM topics, 480 sentences (20% ambiguous), 3 epochs",
+        lr=5e-5,
+        batch_size=16,
+    ),
 }
 # The original's training seed: not one of the reference seeds, whose retrains would otherwise
 # start from the original's own initial weights and land closer to it than a retrain can.
@@ -163,7 +181,9 @@ def build_data(name: str, cache: Path) -> tuple[Path, Path]:
     if name == "digits-noisy-1000":
         import datasets
 
-        full_train, full_test = toy.grown_digits_datasets(cache / "data" / "digits-noisy", copies=3, noise=MEMORISED_NOISE)
+        full_train, full_test = toy.grown_digits_datasets(
+            cache / "data" / "digits-noisy", copies=3, noise=MEMORISED_NOISE
+        )
         table = datasets.load_from_disk(str(full_train))
         rows = np.sort(np.random.default_rng(0).choice(len(table), MEMORISED_ROWS, replace=False))
         table.select(rows.tolist()).save_to_disk(str(train))
@@ -191,13 +211,19 @@ def build_model(spec: ModelSpec, cache: Path, manifest: dict[str, Any]) -> tuple
     if not (model / "model.safetensors").exists():
         started = time.perf_counter()
         train_original(spec, train, test, model, init)
-        manifest.setdefault("models", {})[spec.name] = {"train_s": round(time.perf_counter() - started, 1), "recipe": recipe}
+        manifest.setdefault("models", {})[spec.name] = {
+            "train_s": round(time.perf_counter() - started, 1),
+            "recipe": recipe,
+        }
         print(f"built {spec.name} in {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
     if spec.name == "resnet-mem" and "memorised_loss_auc" not in manifest.get("models", {}).get(spec.name, {}):
         auc = memorisation_auc(model, train, test)
         manifest.setdefault("models", {}).setdefault(spec.name, {})["memorised_loss_auc"] = round(auc, 3)
         if auc < MEMORISED_MIN_AUC:
-            print(f"warning: {spec.name} loss-attack AUC {auc:.3f} < {MEMORISED_MIN_AUC}: it did not memorise", file=sys.stderr)
+            print(
+                f"warning: {spec.name} loss-attack AUC {auc:.3f} < {MEMORISED_MIN_AUC}: it did not memorise",
+                file=sys.stderr,
+            )
     return model, train, test, init
 
 
@@ -233,17 +259,39 @@ def train_original(spec: ModelSpec, train: Path, test: Path, out: Path, init: Pa
         toy.fresh_model(config).save_pretrained(str(work / "arch"))
         arch = work / "arch"
     cmd = [
-        sys.executable, "-m", "rfau_cli", "retrain", "--model", str(arch), "--data", str(work / "train-plus"),
-        "--forget", str(work / "extra.txt"), "--test-data", str(test), "--seed", str(ORIGINAL_SEED),
-        *spec.recipe("--"), "--out", str(work / "trained"), "--quiet", "--json",
+        sys.executable,
+        "-m",
+        "rfau_cli",
+        "retrain",
+        "--model",
+        str(arch),
+        "--data",
+        str(work / "train-plus"),
+        "--forget",
+        str(work / "extra.txt"),
+        "--test-data",
+        str(test),
+        "--seed",
+        str(ORIGINAL_SEED),
+        *spec.recipe("--"),
+        "--out",
+        str(work / "trained"),
+        "--quiet",
+        "--json",
     ]
     if init is not None:
         cmd += ["--init", str(init)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    auto = transformers.AutoModelForSequenceClassification if spec.kind == "text" else transformers.AutoModelForImageClassification
+    auto = (
+        transformers.AutoModelForSequenceClassification
+        if spec.kind == "text"
+        else transformers.AutoModelForImageClassification
+    )
     auto.from_pretrained(str(work / "trained"), local_files_only=True).save_pretrained(str(out))
     if spec.kind == "text":
-        transformers.AutoTokenizer.from_pretrained(str(work / "trained"), local_files_only=True).save_pretrained(str(out))
+        transformers.AutoTokenizer.from_pretrained(str(work / "trained"), local_files_only=True).save_pretrained(
+            str(out)
+        )
     shutil.rmtree(work)
 
 
@@ -279,7 +327,9 @@ def forget_rows(labels: np.ndarray, kind: str, major: int, seed: int = 0) -> np.
     size = max(2, round(n * 0.10))
     in_class, others = np.flatnonzero(labels == major), np.flatnonzero(labels != major)
     k = min(len(in_class) - 1, round(size * CONCENTRATED_SHARE))  # never the whole class: that is class forgetting
-    return np.sort(np.concatenate([rng.choice(in_class, k, replace=False), rng.choice(others, size - k, replace=False)]))
+    return np.sort(
+        np.concatenate([rng.choice(in_class, k, replace=False), rng.choice(others, size - k, replace=False)])
+    )
 
 
 def write_forget(cache: Path, spec: ModelSpec, train: Path, kind: str) -> Path:
@@ -290,7 +340,11 @@ def write_forget(cache: Path, spec: ModelSpec, train: Path, kind: str) -> Path:
         labels = np.asarray(datasets.load_from_disk(str(train))["label"])
         rows = forget_rows(labels, kind, CONCENTRATED_CLASS[spec.kind])
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# {FORGET_TITLES[kind]} of {spec.data} ({len(rows)} of {len(labels)} rows)\n" + "\n".join(map(str, rows)) + "\n")
+        path.write_text(
+            f"# {FORGET_TITLES[kind]} of {spec.data} ({len(rows)} of {len(labels)} rows)\n"
+            + "\n".join(map(str, rows))
+            + "\n"
+        )
     return path
 
 
@@ -304,9 +358,26 @@ def run_scenario(name: str, args: argparse.Namespace, inputs: dict[str, Any]) ->
     forget = write_forget(args.cache, spec, train, name.rsplit("-", 1)[1])
     out = args.out / name
     cmd = [
-        sys.executable, "-m", "rfau_cli", "bench", "--model", str(model), "--data", str(train), "--forget", str(forget),
-        "--test-data", str(test), "--seeds", args.seeds, "--reference-seeds", args.reference_seeds,
-        *spec.recipe("--retrain-"), "--out", str(out), "--quiet",
+        sys.executable,
+        "-m",
+        "rfau_cli",
+        "bench",
+        "--model",
+        str(model),
+        "--data",
+        str(train),
+        "--forget",
+        str(forget),
+        "--test-data",
+        str(test),
+        "--seeds",
+        args.seeds,
+        "--reference-seeds",
+        args.reference_seeds,
+        *spec.recipe("--retrain-"),
+        "--out",
+        str(out),
+        "--quiet",
     ]
     if init is not None:
         cmd += ["--retrain-init", str(init)]
@@ -336,18 +407,23 @@ def summary_rows(name: str, run: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for method, row in rows.items():
         ta = row["ta"]
-        out.append({
-            "scenario": name,
-            "method": method,
-            "status": row["status"],
-            "avg_gap_pp": row["avg_gap_pp"],
-            "floor_pp": {k: bench["floor"].get(k) for k in ("mean", "std", "n")},
-            "share_closed": row["share_closed"],
-            "loss_auc": row["loss_auc"],
-            "loss_auc_gap": row["loss_auc_gap"],
-            "ta_change_pp": {"mean": None if ta["mean"] is None or ta_none is None else 100 * (ta["mean"] - ta_none), "std": None if ta["std"] is None else 100 * ta["std"]},
-            "time_s": row["time_s"],
-        })
+        out.append(
+            {
+                "scenario": name,
+                "method": method,
+                "status": row["status"],
+                "avg_gap_pp": row["avg_gap_pp"],
+                "floor_pp": {k: bench["floor"].get(k) for k in ("mean", "std", "n")},
+                "share_closed": row["share_closed"],
+                "loss_auc": row["loss_auc"],
+                "loss_auc_gap": row["loss_auc_gap"],
+                "ta_change_pp": {
+                    "mean": None if ta["mean"] is None or ta_none is None else 100 * (ta["mean"] - ta_none),
+                    "std": None if ta["std"] is None else 100 * ta["std"],
+                },
+                "time_s": row["time_s"],
+            }
+        )
     return out
 
 
@@ -358,33 +434,62 @@ def _fmt(stat: dict[str, Any] | None, scale: float = 1.0, digits: int = 2, missi
     return text + (f" ± {stat['std'] * scale:.{digits}f}" if stat.get("std") is not None else "")
 
 
-TABLE_HEADER = ("scenario", "method", "avg gap (pp)", "floor (pp)", "share closed (%)", "loss AUC gap", "TA change (pp)", "time (s)")
+TABLE_HEADER = (
+    "scenario",
+    "method",
+    "avg gap (pp)",
+    "floor (pp)",
+    "share closed (%)",
+    "loss AUC gap",
+    "TA change (pp)",
+    "time (s)",
+)
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(TABLE_HEADER) - 2)) + "|"]
+    lines = [
+        "| " + " | ".join(TABLE_HEADER) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(TABLE_HEADER) - 2)) + "|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['scenario']} | {r['method']} | {r['error']} |" + " |" * (len(TABLE_HEADER) - 3))
             continue
         share = "-" if r["method"] == "retrain" else _fmt(r["share_closed"], 100, 0, "n/a")
-        lines.append("| " + " | ".join([
-            r["scenario"], {"retrain": "retrain (reference)", "none": "none (original)"}.get(r["method"], r["method"]),
-            _fmt(r["avg_gap_pp"]), _fmt(r["floor_pp"], missing="n/a"), share, _fmt(r["loss_auc_gap"], digits=3),
-            _fmt(r["ta_change_pp"]), _fmt(r["time_s"], digits=1),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["scenario"],
+                    {"retrain": "retrain (reference)", "none": "none (original)"}.get(r["method"], r["method"]),
+                    _fmt(r["avg_gap_pp"]),
+                    _fmt(r["floor_pp"], missing="n/a"),
+                    share,
+                    _fmt(r["loss_auc_gap"], digits=3),
+                    _fmt(r["ta_change_pp"]),
+                    _fmt(r["time_s"], digits=1),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output directory (must not exist)")
-    parser.add_argument("--scenarios", default=",".join(MODELS), help="comma list of scenarios or models (default: all 12)")
+    parser.add_argument(
+        "--scenarios", default=",".join(MODELS), help="comma list of scenarios or models (default: all 12)"
+    )
     parser.add_argument("--methods", default="", help="comma list (default: every registered method)")
     parser.add_argument("--seeds", default="0,1,2", help="method seeds (default 0,1,2)")
     parser.add_argument("--reference-seeds", default="0,1,2", help="seeds of the retrained references (default 0,1,2)")
-    parser.add_argument("--cache", type=Path, default=None, help="where data, models and forget lists are kept (default OUT/inputs)")
-    parser.add_argument("--bench-args", default="", help="extra `rfau bench` options for every scenario, e.g. '--epochs 30'")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="where data, models and forget lists are kept (default OUT/inputs)"
+    )
+    parser.add_argument(
+        "--bench-args", default="", help="extra `rfau bench` options for every scenario, e.g. '--epochs 30'"
+    )
     args = parser.parse_args()
     names = parse_scenarios(args.scenarios)
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # nothing is ever downloaded (DESIGN.md)
@@ -411,13 +516,19 @@ def main() -> None:
     table = render_table(rows)
     print(table)
     intro = [
-        "# rfau scenarios", "",
-        f"Method seeds {args.seeds}; reference seeds {args.reference_seeds}; methods: {args.methods or 'all registered'}. "
+        "# rfau scenarios",
+        "",
+        f"Method seeds {args.seeds}; reference seeds {args.reference_seeds}; methods: "
+        f"{args.methods or 'all registered'}. "
         "Share closed = (gap of none - gap) / (gap of none - floor), mean ± std over method seeds; "
         "loss AUC gap = |loss-attack AUC - the retrained references' mean|; TA change = TA - the original's TA. "
-        "Time: setup + fit of one run.", "",
-        *[f"- `{n}`: {MODELS[n.rsplit('-', 1)[0]].description}; forget {FORGET_TITLES[n.rsplit('-', 1)[1]]}; "
-          + (f"{runs[n]['wall_s']:.0f} s" if runs[n].get("wall_s") is not None else "") for n in names],
+        "Time: setup + fit of one run.",
+        "",
+        *[
+            f"- `{n}`: {MODELS[n.rsplit('-', 1)[0]].description}; forget {FORGET_TITLES[n.rsplit('-', 1)[1]]}; "
+            + (f"{runs[n]['wall_s']:.0f} s" if runs[n].get("wall_s") is not None else "")
+            for n in names
+        ],
         "",
     ]
     record = {
@@ -429,10 +540,22 @@ def main() -> None:
         "build_s": build_s,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "scenarios": {
-            n: {"status": r["status"], "wall_s": r["wall_s"], "command": r["command"],
-                **({"error": r["error"]} if r["status"] != "ok" else {
-                    "floor": r["bench"]["floor"], "none": r["bench"]["none"], "removable_gap_pp": r["bench"]["removable_gap_pp"],
-                    "reference_loss_auc": r["bench"]["reference_loss_auc"], "summary": r["bench"]["summary"]})}
+            n: {
+                "status": r["status"],
+                "wall_s": r["wall_s"],
+                "command": r["command"],
+                **(
+                    {"error": r["error"]}
+                    if r["status"] != "ok"
+                    else {
+                        "floor": r["bench"]["floor"],
+                        "none": r["bench"]["none"],
+                        "removable_gap_pp": r["bench"]["removable_gap_pp"],
+                        "reference_loss_auc": r["bench"]["reference_loss_auc"],
+                        "summary": r["bench"]["summary"],
+                    }
+                ),
+            }
             for n, r in runs.items()
         },
         "table": rows,
@@ -440,8 +563,11 @@ def main() -> None:
     (args.out / "scenarios.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / "scenarios.md").write_text("\n".join([*intro, table]) + "\n")
     failed = [n for n, r in runs.items() if r["status"] != "ok"]
-    print(f"\nwrote {args.out / 'scenarios.json'} and scenarios.md in {record['wall_time_s']:.0f}s"
-          + (f"; failed: {', '.join(failed)} (see {args.out / 'logs'})" if failed else ""), file=sys.stderr)
+    print(
+        f"\nwrote {args.out / 'scenarios.json'} and scenarios.md in {record['wall_time_s']:.0f}s"
+        + (f"; failed: {', '.join(failed)} (see {args.out / 'logs'})" if failed else ""),
+        file=sys.stderr,
+    )
     sys.exit(1 if failed else 0)
 
 

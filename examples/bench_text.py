@@ -41,10 +41,32 @@ def main() -> None:
     (args.out / "forget.txt").write_text("# forget the weather topic\nweather\n")
 
     cmd = [
-        sys.executable, "-m", "rfau_cli", "bench", "--model", str(model), "--data", str(train), "--test-data", str(test),
-        "--forget", str(args.out / "forget.txt"), "--by", "class", "--methods", args.methods,
-        "--retrain-init", str(init), "--retrain-epochs", "3", "--retrain-lr", "5e-5", "--retrain-batch-size", "16",
-        "--out", str(args.out / "bench"),
+        sys.executable,
+        "-m",
+        "rfau_cli",
+        "bench",
+        "--model",
+        str(model),
+        "--data",
+        str(train),
+        "--test-data",
+        str(test),
+        "--forget",
+        str(args.out / "forget.txt"),
+        "--by",
+        "class",
+        "--methods",
+        args.methods,
+        "--retrain-init",
+        str(init),
+        "--retrain-epochs",
+        "3",
+        "--retrain-lr",
+        "5e-5",
+        "--retrain-batch-size",
+        "16",
+        "--out",
+        str(args.out / "bench"),
     ]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)

@@ -43,7 +43,19 @@ def main() -> None:
     rfau = [sys.executable, "-m", "rfau_cli"]
     common = ["--model", str(model), "--data", str(train), "--test-data", str(test)]
     print("\n2/3  rfau unlearn --by class: forget the digit 3", flush=True)
-    _run(rfau + ["unlearn", *common, "--forget", str(out / "forget_class.txt"), "--by", "class", "--out", str(out / "forgot_class3")])
+    _run(
+        rfau
+        + [
+            "unlearn",
+            *common,
+            "--forget",
+            str(out / "forget_class.txt"),
+            "--by",
+            "class",
+            "--out",
+            str(out / "forgot_class3"),
+        ]
+    )
     print("\n3/3  rfau unlearn --by sample: forget a random 10% of the training rows", flush=True)
     _run(rfau + ["unlearn", *common, "--forget", str(out / "forget_rows.txt"), "--out", str(out / "forgot_rows")])
     print(

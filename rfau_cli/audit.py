@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from rfau_cli import metrics as M
 from rfau_cli.data import Splits
@@ -20,9 +21,6 @@ from rfau_cli.input_cache import InputCache
 RETAIN_SAMPLE_MIN = 2000  # D_r is scored on a seeded sample of max(|test|, this) rows
 SCORE_BATCH = 256
 ATTACKS = ("svc", "loss", "logreg")
-# Metrics of the "Avg. Gap" (SalUn): unlearning accuracy, retain and test accuracy, MIA-efficacy
-# (gap_keys() swaps in the kept classes' test accuracy in class forgetting).
-GAP_KEYS = ("forget.ua", "retain.acc", "test.acc", "mia.efficacy")
 NOT_FRACTIONS = ("loss",)  # metric leaves in nats, not in [0, 1]
 
 
@@ -63,7 +61,9 @@ class Scores:
         return Scores(self.log_probs[mask], self.labels[mask], self.features[mask])
 
 
-def score(model: Any, inputs: InputCache | Encoder, splits: Splits, rows: AuditRows, accelerator: Any, progress: Any) -> dict[str, Scores]:
+def score(
+    model: Any, inputs: InputCache | Encoder, splits: Splits, rows: AuditRows, accelerator: Any, progress: Any
+) -> dict[str, Scores]:
     """Run the model once over D_f, the D_r sample and test (no gradients).
 
     `inputs` is the run's InputCache, so the audit after unlearning (and the training in
@@ -88,10 +88,9 @@ def score(model: Any, inputs: InputCache | Encoder, splits: Splits, rows: AuditR
     return out
 
 
-def _score_rows(reader: Any, inputs: InputCache, test: bool, labels: np.ndarray, rows: np.ndarray, accelerator: Any,
-                progress: Any) -> Scores:
-    import torch
-
+def _score_rows(
+    reader: Any, inputs: InputCache, test: bool, labels: np.ndarray, rows: np.ndarray, accelerator: Any, progress: Any
+) -> Scores:
     log_probs, features = [], []
     task = progress.add_task("scoring", total=len(rows))
     chunks = [rows[start : start + SCORE_BATCH] for start in range(0, len(rows), SCORE_BATCH)]
@@ -149,10 +148,17 @@ def compute_metrics(
     forget, retain = scores["forget"], scores["retain"]
     mia: dict[str, Any] = {}
     if "svc" in attacks and len(shadow_nonmember.labels) and len(retain.labels):
-        members = retain.subset(np.random.default_rng(seed).permutation(len(retain.labels))[: len(shadow_nonmember.labels)])
+        members = retain.subset(
+            np.random.default_rng(seed).permutation(len(retain.labels))[: len(shadow_nonmember.labels)]
+        )
         svc = M.svc_mia_efficacy(
-            members.probs, members.labels, shadow_nonmember.probs, shadow_nonmember.labels,
-            forget.probs, forget.labels, seed=seed,
+            members.probs,
+            members.labels,
+            shadow_nonmember.probs,
+            shadow_nonmember.labels,
+            forget.probs,
+            forget.labels,
+            seed=seed,
         )
         mia["svc"] = svc
         mia["efficacy"] = svc["confidence"]

@@ -408,7 +408,8 @@ def _remove_stale_temporaries(out: Path) -> None:
 def _refuse_live_claims(out: Path, mine: Path | None = None) -> None:
     for entry, pid, start in _temporaries(out):
         if entry != mine and _alive(pid, start):
-            raise InputError(f"--out {out} is being written by another rfau run (pid {pid}); wait for it or choose another --out")
+            raise InputError(f"--out {out} is being written by another rfau run (pid {pid}); wait for it or "
+            f"choose another --out")
 
 
 def _start_time(pid: int) -> int:
@@ -538,8 +539,11 @@ def check_model(
 
     _check_device(device, precision)
     key = (
-        str(ref.dir), ref.weight_files, tuple(_mtime(f) for f in (ref.dir / CONFIG_FILE, *ref.weight_files)),
-        taps, None if target_modules is None else tuple(target_modules),
+        str(ref.dir),
+        ref.weight_files,
+        tuple(_mtime(f) for f in (ref.dir / CONFIG_FILE, *ref.weight_files)),
+        taps,
+        None if target_modules is None else tuple(target_modules),
     )
     if key in _CHECKED:  # a bench checks the same checkpoint once per run: build it once
         return
@@ -613,7 +617,9 @@ def _count_hidden_states(skeleton: Any, ref: CheckpointRef) -> int | None:
         if ref.task == IMAGE_TASK:
             size = getattr(config, "image_size", 224)
             height, width = (size, size) if isinstance(size, int) else tuple(size)[:2]
-            inputs = {"pixel_values": torch.empty(1, int(getattr(config, "num_channels", 3)), height, width, device="meta")}
+            inputs = {
+                "pixel_values": torch.empty(1, int(getattr(config, "num_channels", 3)), height, width, device="meta")
+            }
         else:
             inputs = {"input_ids": torch.zeros(1, 8, dtype=torch.long, device="meta")}
         with torch.no_grad():

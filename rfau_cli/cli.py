@@ -12,12 +12,43 @@ from typing import Annotated, Optional
 import typer
 
 from rfau_cli.options import (
-    AdapterOpt, AttacksOpt, AuditTestDataOpt, BatchOpt, BenchReferenceOpt, ByOpt, DataOpt, DeviceOpt, EpochsOpt,
-    ForgetOpt, IdColumnOpt, InitOpt, InputColumnOpt, JsonOpt, LabelColumnOpt, LrOpt, MethodsOpt, ModelOpt,
-    OriginalOpt, OutDirOpt, OutFileOpt, PrecisionOpt, QuietOpt, ReferenceOpt, ReferenceSeedsOpt, RequireOpt,
-    RetainRatioOpt, RetrainEpochsOpt, SaveOpt, SeedOpt, SeedsOpt, SetOpt, SplitOpt, TestDataOpt,
+    AdapterOpt,
+    AttacksOpt,
+    AuditTestDataOpt,
+    BatchOpt,
+    BenchReferenceOpt,
+    ByOpt,
+    CacheMbOpt,
+    DataOpt,
+    DeviceOpt,
+    EpochsOpt,
+    ForgetOpt,
+    IdColumnOpt,
+    InitOpt,
+    InputColumnOpt,
+    JsonOpt,
+    LabelColumnOpt,
+    LrOpt,
+    MethodsOpt,
+    ModelOpt,
+    OriginalOpt,
+    OutDirOpt,
+    OutFileOpt,
+    PrecisionOpt,
+    QuietOpt,
+    ReferenceOpt,
+    ReferenceSeedsOpt,
+    RequireOpt,
+    RetainRatioOpt,
+    RetrainEpochsOpt,
+    SaveOpt,
+    SeedOpt,
+    SeedsOpt,
+    SetOpt,
+    SplitOpt,
+    TestDataOpt,
+    WorkersOpt,
 )
-from rfau_cli.options import CacheMbOpt, WorkersOpt
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _ClickException
@@ -160,9 +191,14 @@ def unlearn(
     batch_size: BatchOpt = 32,
     retain_ratio: RetainRatioOpt = 4,
     target_modules: Annotated[
-        Optional[str], typer.Option("--target-modules", help="Comma list of module names for LoRA (default: every body Linear/Conv2d).")
+        Optional[str],
+        typer.Option(
+            "--target-modules", help="Comma list of module names for LoRA (default: every body Linear/Conv2d)."
+        ),
     ] = None,
-    taps: Annotated[str, typer.Option("--taps", help="Feature taps: all, last, head, or indices like 0,-1,head.")] = "all",
+    taps: Annotated[
+        str, typer.Option("--taps", help="Feature taps: all, last, head, or indices like 0,-1,head.")
+    ] = "all",
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -183,7 +219,7 @@ def unlearn(
       echo 3 | rfau unlearn -m ckpt/model.safetensors -d train.parquet -f - --by class -o out/ --json
 
       rfau unlearn -m ckpt/ -d train/ -f ids.txt --test-data test/ --method scrub --set kd_t=2 --set msteps=1 -o scrubbed/
-    """
+    """  # noqa: E501 (copy-pasteable commands)
     from rfau_cli.settings import DataSettings, MethodSettings, RuntimeSettings, UnlearnConfig, parse_sets
 
     cfg = UnlearnConfig(
@@ -193,14 +229,22 @@ def unlearn(
         method=method,
         save=save,
         hparams=MethodSettings(
-            epochs=epochs, lr=lr, rank=rank, alpha=alpha, gamma=gamma, batch_size=batch_size,
-            retain_ratio=retain_ratio, target_modules=_split_list(target_modules), taps=taps, seed=seed,
+            epochs=epochs,
+            lr=lr,
+            rank=rank,
+            alpha=alpha,
+            gamma=gamma,
+            batch_size=batch_size,
+            retain_ratio=retain_ratio,
+            target_modules=_split_list(target_modules),
+            taps=taps,
+            seed=seed,
             sets=parse_sets(set_),
         ),
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
-        from rfau_cli.unlearn import run_unlearn
+        from rfau_cli.commands.unlearn import run_unlearn
 
         report = run_unlearn(cfg)
     _print_result(report, json_out, quiet)
@@ -243,7 +287,7 @@ def audit(
       rfau audit -m unlearned/ -d train/ -f classes.txt --by class --test-data test/ --json --require 'forget.acc<=0.02' --require 'mia.efficacy>=0.9'
 
       rfau audit -m unlearned/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --out audit.json --require 'reference.gap.avg_gap_pp<=5'
-    """
+    """  # noqa: E501 (copy-pasteable commands)
     from rfau_cli.settings import AuditConfig, DataSettings, RuntimeSettings
 
     cfg = AuditConfig(
@@ -259,7 +303,7 @@ def audit(
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
-        from rfau_cli.audit_run import check_gates, run_audit
+        from rfau_cli.commands.audit import check_gates, run_audit
 
         result = run_audit(cfg)
         _print_audit(result, json_out, quiet)
@@ -283,7 +327,10 @@ def _print_audit(result: dict, json_out: bool, quiet: bool) -> None:
 @app.command()
 def methods(
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also each method's default --epochs/--lr and its own parameters (--set).")
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also each method's default --epochs/--lr and its own parameters (--set)."
+        ),
     ] = False,
 ) -> None:
     """List the unlearning methods with a one-line summary each (no torch is imported).
@@ -345,7 +392,7 @@ def retrain(
       rfau retrain -m ckpt/ -d train/ -f ids.txt --test-data test/ --epochs 30 --seed 1 -o retrained-s1/
 
       rfau retrain -m minilm-topics/ -d train/ -f ids.txt --test-data test/ --init minilm-init/ --epochs 3 --lr 5e-5 --batch-size 16 -o ref/
-    """
+    """  # noqa: E501 (copy-pasteable commands)
     from rfau_cli.settings import DataSettings, MethodSettings, RetrainConfig, RuntimeSettings
 
     cfg = RetrainConfig(
@@ -357,7 +404,7 @@ def retrain(
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
     with user_errors():
-        from rfau_cli.retrain import run_retrain
+        from rfau_cli.commands.retrain import run_retrain
 
         report = run_retrain(cfg)
     _print_result(report, json_out, quiet)
@@ -369,7 +416,9 @@ def bench(
     data: DataOpt,
     forget: ForgetOpt,
     out: OutDirOpt,
-    test_data: Annotated[Optional[Path], typer.Option("--test-data", help="Held-out data the model never saw (required).")] = None,
+    test_data: Annotated[
+        Optional[Path], typer.Option("--test-data", help="Held-out data the model never saw (required).")
+    ] = None,
     by: ByOpt = "sample",
     id_column: IdColumnOpt = None,
     split: SplitOpt = "train",
@@ -380,10 +429,15 @@ def bench(
     reference_seeds: ReferenceSeedsOpt = None,
     retrain_epochs: RetrainEpochsOpt = None,
     retrain_init: Annotated[
-        str, typer.Option("--retrain-init", help="Starting weights of the reference retrain: 'scratch' or a checkpoint.")
+        str,
+        typer.Option("--retrain-init", help="Starting weights of the reference retrain: 'scratch' or a checkpoint."),
     ] = "scratch",
-    retrain_lr: Annotated[Optional[float], typer.Option("--retrain-lr", help="Learning rate of the reference retrain (default 3e-3).")] = None,
-    retrain_batch_size: Annotated[int, typer.Option("--retrain-batch-size", help="Batch size of the reference retrain.")] = 64,
+    retrain_lr: Annotated[
+        Optional[float], typer.Option("--retrain-lr", help="Learning rate of the reference retrain (default 3e-3).")
+    ] = None,
+    retrain_batch_size: Annotated[
+        int, typer.Option("--retrain-batch-size", help="Batch size of the reference retrain.")
+    ] = 64,
     seeds: SeedsOpt = "0",
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
@@ -417,7 +471,9 @@ def bench(
     from rfau_cli.settings import BenchConfig, DataSettings, MethodSettings, RuntimeSettings, parse_sets
 
     with user_errors():
-        if reference and (retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch" or reference_seeds):
+        if reference and (
+            retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch" or reference_seeds
+        ):
             from rfau_cli.errors import InputError
 
             raise InputError("--reference replaces the retrain: drop the --retrain-* and --reference-seeds options")
@@ -436,7 +492,7 @@ def bench(
             ),
             runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
         )
-        from rfau_cli.bench import run_bench
+        from rfau_cli.commands.bench import run_bench
 
         result = run_bench(cfg)
     if json_out:
@@ -444,7 +500,7 @@ def bench(
 
         sys.stdout.write(dumps(result) + "\n")
         return
-    from rfau_cli.bench_render import print_bench_table
+    from rfau_cli.commands.bench_render import print_bench_table
 
     print_bench_table(result, out)
 

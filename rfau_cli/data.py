@@ -320,7 +320,11 @@ def load_splits(
         test_columns = detect_columns(test, task, input_column, label_column)
         if test_columns != columns:
             test = test.rename_columns(
-                {a: b for a, b in zip((test_columns.input, test_columns.label), (columns.input, columns.label)) if a != b}
+                {
+                    a: b
+                    for a, b in zip((test_columns.input, test_columns.label), (columns.input, columns.label))
+                    if a != b
+                }
             )
         test_labels = encode_labels(test[columns.label], num_labels, id2label, "--test-data")
         if same_size and task == "image":

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-OPS = ("<=", ">=", "==", "<", ">")  # two-char ops first
 _COMPARE = {
     "<=": operator.le,
     "<": operator.lt,

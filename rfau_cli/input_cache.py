@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from rfau_cli.encoding import Encoder
 
@@ -109,7 +110,9 @@ class InputCache:
 
     def __post_init__(self) -> None:
         self.stats = CacheStats(budget_mb=self.budget_bytes / (1 << 20), workers=self.workers)
-        self._stores[False] = _Store(self.train, self.labels, np.full(len(self.labels), -1, np.int64), np.zeros(0, bool))
+        self._stores[False] = _Store(
+            self.train, self.labels, np.full(len(self.labels), -1, np.int64), np.zeros(0, bool)
+        )
         if self.test is not None:
             n = len(self.test_labels)
             self._stores[True] = _Store(self.test, self.test_labels, np.full(n, -1, np.int64), np.zeros(0, bool))
@@ -119,8 +122,6 @@ class InputCache:
 
     def _allocate(self, sample: dict[str, Any]) -> None:
         """Size the stores from one encoded batch and give slots, most-used rows first."""
-        import torch
-
         if not len(sample["labels"]):
             return  # an empty batch says nothing about the size of a row
         self._allocated = True
@@ -152,7 +153,6 @@ class InputCache:
         keep = slots >= 0
         if store.tensors is None or not keep.any():
             return
-        import torch
 
         index = torch.as_tensor(slots[keep])
         mask = torch.as_tensor(keep)
@@ -216,7 +216,9 @@ class InputCache:
             todo = [c for c in todo if store.missing(c).any()]
         # Rows with a slot are encoded now, in bulk (BULK_ROWS a call: per-call costs of the
         # table and the processor are paid once per thousand rows, not once per batch).
-        slotted = np.unique(np.concatenate([c[store.missing(c) & (store.slot[c] >= 0)] for c in todo] or [np.zeros(0, np.int64)]))
+        slotted = np.unique(
+            np.concatenate([c[store.missing(c) & (store.slot[c] >= 0)] for c in todo] or [np.zeros(0, np.int64)])
+        )
         for start in range(0, len(slotted), BULK_ROWS):
             part = slotted[start : start + BULK_ROWS]
             self._put(store, part, self._encode(store, part))
@@ -225,7 +227,6 @@ class InputCache:
         planned = [c for c in todo if store.missing(c).any()]
         if not planned:
             return
-        import torch
 
         loader = torch.utils.data.DataLoader(
             _EncodeBatches(self.encoder, store.table, store.labels, planned),
@@ -270,13 +271,12 @@ class InputCache:
 
 
 def torch_index(index: np.ndarray) -> Any:
-    import torch
-
     return torch.as_tensor(index, dtype=torch.long)
 
 
-def build_input_cache(encoder: Encoder, splits: Any, audit_retain: np.ndarray | None, cache_mb: int, workers: int,
-                      cuda: bool) -> InputCache:
+def build_input_cache(
+    encoder: Encoder, splits: Any, audit_retain: np.ndarray | None, cache_mb: int, workers: int, cuda: bool
+) -> InputCache:
     """The run's cache, with slots given in order of use: D_f, test, the audit's D_r sample, D_r."""
     priority: list[tuple[bool, np.ndarray]] = [(False, splits.forget)]
     if splits.test is not None:
@@ -285,6 +285,13 @@ def build_input_cache(encoder: Encoder, splits: Any, audit_retain: np.ndarray | 
         priority.append((False, audit_retain))
     priority.append((False, splits.retain))
     return InputCache(
-        encoder, splits.train, splits.labels, splits.test, splits.test_labels, budget_bytes=int(cache_mb) << 20,
-        workers=int(workers), pin_memory=cuda, priority=priority,
+        encoder,
+        splits.train,
+        splits.labels,
+        splits.test,
+        splits.test_labels,
+        budget_bytes=int(cache_mb) << 20,
+        workers=int(workers),
+        pin_memory=cuda,
+        priority=priority,
     )

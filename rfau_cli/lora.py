@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from peft import LoraConfig, get_peft_model
+
 from rfau_cli.errors import InputError
 
 
 def find_lora_targets(model: Any, requested: tuple[str, ...] = ()) -> list[str]:
     """Full names of the body's Linear/Conv2d modules, filtered by `requested` name parts."""
-    import torch
-
     prefix = getattr(model, "base_model_prefix", "")
     body = [
         name
@@ -40,9 +41,6 @@ def find_lora_targets(model: Any, requested: tuple[str, ...] = ()) -> list[str]:
 
 def attach_lora(model: Any, targets: list[str], rank: int, alpha: float, seed: int) -> Any:
     """Wrap the model in a PeftModel whose only trainable parameters are the LoRA factors."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
     torch.manual_seed(seed)
     # Sorted: the same targets in any discovery order give the same adapter (and adapter_config.json).
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=sorted(targets), bias="none")

@@ -3,8 +3,7 @@
 Everything here takes numpy arrays (softmax probabilities ``probs`` of shape
 [N, C] whose rows sum to 1, integer ``labels`` of shape [N], or per-sample
 losses of shape [N]) and returns python floats or numpy arrays. No model,
-device or class count is baked in; scikit-learn is imported lazily inside the
-functions that need it.
+device or class count is baked in.
 """
 
 from __future__ import annotations
@@ -12,6 +11,10 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.svm import SVC
 
 _TINY = 1e-30  # floor applied before every log, so log(0) never appears
 MIA_FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob")
@@ -131,8 +134,6 @@ def svc_mia_efficacy(
     "forgotten". The larger shadow side is subsampled (seeded) to the smaller.
     Empty target gives nan for every key.
     """
-    from sklearn.svm import SVC
-
     mp, my = _as_probs_labels(member_probs, member_labels)
     np_, ny = _as_probs_labels(nonmember_probs, nonmember_labels)
     tp, ty = _as_probs_labels(target_probs, target_labels)
@@ -165,7 +166,6 @@ def loss_attack(member_losses: np.ndarray, nonmember_losses: np.ndarray) -> dict
     n = np.asarray(nonmember_losses, dtype=np.float64).reshape(-1)
     if m.size == 0 or n.size == 0:
         return {k: float("nan") for k in keys}
-    from sklearn.metrics import roc_auc_score, roc_curve
 
     y = np.concatenate([np.ones(m.size), np.zeros(n.size)])
     score = -np.concatenate([m, n])
@@ -199,8 +199,6 @@ def logreg_attack(
     n = np.asarray(nonmember_losses, dtype=np.float64).reshape(-1)
     if m.size < 2 or n.size < 2:
         return float("nan")
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     im, inn = _balance(m, n, np.random.default_rng(seed))
     x = np.concatenate([m[im], n[inn]]).reshape(-1, 1)

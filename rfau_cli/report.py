@@ -11,6 +11,7 @@ from typing import Any
 from rfau_cli import __version__
 
 SCHEMA_VERSION = 1
+TOOL = "rfau"
 REPORT_KEYS = (
     "schema_version",
     "tool",
@@ -30,6 +31,11 @@ REPORT_KEYS = (
     "metrics",
     "outputs",
 )
+
+
+def report_header(command: str) -> dict[str, Any]:
+    """The keys every JSON rfau writes starts with: schema, tool, command and library versions."""
+    return {"schema_version": SCHEMA_VERSION, "tool": TOOL, "command": command, "versions": library_versions()}
 
 
 def library_versions() -> dict[str, str]:

@@ -9,13 +9,20 @@ agree: `check_ranks_agree` measures it), each step's batches are sharded over th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rfau_cli.errors import InputError
+
+MIB = 1024 * 1024
+RSS_POLL_S = 0.05  # how often the memory sampler reads the resident set size
 
 
 def make_accelerator(device: str, precision: str) -> Any:
@@ -202,12 +209,60 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def peak_memory() -> dict[str, float]:
-    """Peak resident memory of this process (and of the GPU when used), in MiB."""
+@contextlib.contextmanager
+def peak_memory() -> Iterator[Callable[[], dict[str, float]]]:
+    """Measure the peak memory of a block, in MiB: the process's resident set and CUDA's.
+
+    Yields a function that returns the peak so far (inside the block) or of the whole block
+    (after it). `cpu_rss_mib` is the kernel's high-water mark (`ru_maxrss`) when the block
+    raised it, else the largest resident set sampled during the block (Linux): `ru_maxrss` only
+    grows within a process, so a later block (bench runs one method after another) would
+    otherwise report the largest of all so far. `cuda_mib` only when CUDA is there.
+    """
     import torch
 
+    cuda = torch.cuda.is_available()
+    statm = Path("/proc/self/statm")
+    page_mib = os.sysconf("SC_PAGE_SIZE") / MIB if hasattr(os, "sysconf") else 0.0
+    stop = threading.Event()
+    sampled = [0.0]
+    start_max_rss = _max_rss_mib()
+    final: dict[str, float] = {}
+
+    def sample() -> None:
+        while True:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                sampled[0] = max(sampled[0], int(statm.read_text().split()[1]) * page_mib)
+            if stop.wait(RSS_POLL_S):
+                return
+
+    def read() -> dict[str, float]:
+        if stop.is_set():
+            return dict(final)
+        out: dict[str, float] = {}
+        max_rss = _max_rss_mib()
+        cpu = max_rss if max_rss > start_max_rss else sampled[0]
+        if cpu > 0:
+            out["cpu_rss_mib"] = round(cpu, 1)
+        if cuda:
+            out["cuda_mib"] = round(torch.cuda.max_memory_allocated() / MIB, 1)
+        return out
+
+    sampler = threading.Thread(target=sample, daemon=True) if statm.exists() else None
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    if sampler is not None:
+        sampler.start()
+    try:
+        yield read
+    finally:
+        final.update(read())
+        stop.set()
+        if sampler is not None:
+            sampler.join()
+
+
+def _max_rss_mib() -> float:
+    """The process's resident-set high-water mark (`ru_maxrss`: KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = {"cpu_rss_mib": rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024}
-    if torch.cuda.is_available():
-        out["cuda_mib"] = torch.cuda.max_memory_allocated() / (1024 * 1024)
-    return out
+    return rss / MIB if sys.platform == "darwin" else rss / 1024

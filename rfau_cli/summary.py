@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-ROWS = (("forget", "D_f"), ("retain", "D_r"), ("test", "test"), ("test_forget", "test, forgotten classes"), ("test_retain", "test, kept classes"))
+ROWS = (
+    ("forget", "D_f"),
+    ("retain", "D_r"),
+    ("test", "test"),
+    ("test_forget", "test, forgotten classes"),
+    ("test_retain", "test, kept classes"),
+)
 
 
 def _fmt(value: Any) -> str:
@@ -21,7 +27,13 @@ def print_unlearn_summary(report: dict[str, Any]) -> None:
         table.add_column(col, justify="right" if col != "split" else "left")
     for key, label in ROWS:
         if key in after:
-            table.add_row(label, _fmt(before[key]["acc"]), _fmt(after[key]["acc"]), _fmt(before[key]["conf"]), _fmt(after[key]["conf"]))
+            table.add_row(
+                label,
+                _fmt(before[key]["acc"]),
+                _fmt(after[key]["acc"]),
+                _fmt(before[key]["conf"]),
+                _fmt(after[key]["conf"]),
+            )
     mia_b, mia_a = before.get("mia", {}), after.get("mia", {})
     for key, label in (("efficacy", "MIA-efficacy (SVC conf.)"), ("loss_auc", "loss-attack AUC")):
         if key in mia_a:
@@ -31,7 +43,9 @@ def print_unlearn_summary(report: dict[str, Any]) -> None:
     original = report["metrics"].get("original", {})
     if "retain_feature_distance" in original:
         console.print(f"retain feature distance to the original: {original['retain_feature_distance']:.2e}")
-    console.print(f"wall time {report['timings_s']['total']:.1f}s; outputs: {', '.join(sorted(report['outputs']['sha256']))}")
+    console.print(
+        f"wall time {report['timings_s']['total']:.1f}s; outputs: {', '.join(sorted(report['outputs']['sha256']))}"
+    )
 
 
 AUDIT_ROWS = (("acc", "accuracy"), ("conf", "confidence"))
@@ -89,7 +103,10 @@ def print_audit_summary(result: dict[str, Any], console: Any) -> None:
     console.print(table)
     if reference:
         keys = ", ".join(gap.get("avg_gap_keys", []))
-        console.print(f"Avg. Gap to the reference: {_num(gap.get('avg_gap_pp'))} pp over {keys} (gaps: percentage points for fractions, raw for feature distances)")
+        console.print(
+            f"Avg. Gap to the reference: {_num(gap.get('avg_gap_pp'))} pp over {keys} (gaps: percentage points "
+            f"for fractions, raw for feature distances)"
+        )
     for gate in result.get("gates", []):
         mark = "[green]PASS[/]" if gate["passed"] else "[red]FAIL[/]"
         console.print(f"{mark} {gate['expr']}  (actual {_num(gate['actual'])})", highlight=False)

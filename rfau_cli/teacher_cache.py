@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 CACHE_BUDGET_BYTES = 1 << 30  # logits + taps in float32, on the run's device
 
@@ -22,7 +23,9 @@ CACHE_BUDGET_BYTES = 1 << 30  # logits + taps in float32, on the run's device
 class TeacherCache:
     """Teacher (logits, taps) per training row, filled on first use."""
 
-    def __init__(self, forget: np.ndarray, retain: np.ndarray, n_rows: int, budget_bytes: int = CACHE_BUDGET_BYTES) -> None:
+    def __init__(
+        self, forget: np.ndarray, retain: np.ndarray, n_rows: int, budget_bytes: int = CACHE_BUDGET_BYTES
+    ) -> None:
         self.order = np.concatenate([forget, retain]).astype(np.int64)  # slot priority
         self.n_rows = n_rows
         self.budget_bytes = budget_bytes
@@ -34,8 +37,6 @@ class TeacherCache:
         self.rows_served = 0
 
     def get(self, ctx: Any, batch: dict[str, Any]) -> tuple[Any, list[Any]]:
-        import torch
-
         rows = np.asarray(batch["rows"], dtype=np.int64)
         if self.slot is None:  # the first batch sizes the store
             uniq, first = np.unique(rows, return_index=True)
@@ -87,8 +88,6 @@ class TeacherCache:
 
     def _allocate(self, tensors: list[Any]) -> None:
         """Slots for as many rows as the budget holds, D_f first."""
-        import torch
-
         per_row = sum(t[0].numel() * 4 for t in tensors)
         rows = self.order[: max(0, self.budget_bytes // max(per_row, 1))]
         self.slot = np.full(self.n_rows, -1, dtype=np.int64)
@@ -109,13 +108,15 @@ class TeacherCache:
         self.filled[slots[keep]] = True
 
     def stats(self) -> dict[str, int]:
-        return {"forwards": self.forwards, "rows_computed": self.rows_computed, "rows_served": self.rows_served,
-                "slots": 0 if self.filled is None else len(self.filled)}
+        return {
+            "forwards": self.forwards,
+            "rows_computed": self.rows_computed,
+            "rows_served": self.rows_served,
+            "slots": 0 if self.filled is None else len(self.filled),
+        }
 
 
 def _index(index: np.ndarray, device: Any) -> Any:
-    import torch
-
     return torch.as_tensor(index, dtype=torch.long, device=device)
 
 

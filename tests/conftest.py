@@ -17,9 +17,8 @@ from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
-
 import torch  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 
 from rfau_cli import toy  # noqa: E402
 
@@ -101,7 +100,9 @@ def overfit(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory)
         data=(root / "train", digits[1]),
         forget=root / "forget.txt",
         original=toy.train_digits_model("resnet", root / "train", root / "original", epochs=OVERFIT_EPOCHS),
-        retrained=toy.train_digits_model("resnet", root / "train", root / "retrained", epochs=OVERFIT_EPOCHS, rows=retain),
+        retrained=toy.train_digits_model(
+            "resnet", root / "train", root / "retrained", epochs=OVERFIT_EPOCHS, rows=retain
+        ),
     )
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
 
 from rfau_cli.gates import flatten
-from conftest import invoke
 
 AUC_MARGIN = 0.1  # measured gaps 0.15-0.36 over four seeds: see the fixture's docstring
 
@@ -26,7 +26,9 @@ def base_args(ckpt: Path, digits: tuple[Path, Path], forget: Path, *extra: objec
 
 
 @pytest.fixture(scope="module")
-def unlearned(resnet_ckpt: Path, digits: tuple[Path, Path], class_forget_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def unlearned(
+    resnet_ckpt: Path, digits: tuple[Path, Path], class_forget_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """`rfau unlearn --by class` saved as adapter only and as merged weights (same seed)."""
     from typer.testing import CliRunner
 
@@ -34,8 +36,22 @@ def unlearned(resnet_ckpt: Path, digits: tuple[Path, Path], class_forget_file: P
     for save in ("adapter", "merged"):
         out[save] = root / save
         result = invoke(
-            CliRunner(), "unlearn", "--model", resnet_ckpt, "--data", digits[0], "--forget", class_forget_file,
-            "--by", "class", "--save", save, "--out", out[save], "--quiet", "--json",
+            CliRunner(),
+            "unlearn",
+            "--model",
+            resnet_ckpt,
+            "--data",
+            digits[0],
+            "--forget",
+            class_forget_file,
+            "--by",
+            "class",
+            "--save",
+            save,
+            "--out",
+            out[save],
+            "--quiet",
+            "--json",
         )
         assert result.exit_code == 0, result.stderr
     return out
@@ -44,8 +60,19 @@ def unlearned(resnet_ckpt: Path, digits: tuple[Path, Path], class_forget_file: P
 def test_loss_attack_auc_separates_original_from_retrained(cli, overfit):
     """The original model remembers D_f; the retrained one does not. --reference adds the gap."""
     result = audit_json(
-        cli, "--model", overfit.original, "--data", overfit.data[0], "--forget", overfit.forget,
-        "--test-data", overfit.data[1], "--reference", overfit.retrained, "--original", overfit.original,
+        cli,
+        "--model",
+        overfit.original,
+        "--data",
+        overfit.data[0],
+        "--forget",
+        overfit.forget,
+        "--test-data",
+        overfit.data[1],
+        "--reference",
+        overfit.retrained,
+        "--original",
+        overfit.original,
     )
     mine, theirs = result["metrics"], result["reference"]["metrics"]
     assert mine["mia"]["loss_auc"] > 0.6
@@ -66,7 +93,9 @@ def test_loss_attack_auc_separates_original_from_retrained(cli, overfit):
 
 
 def test_class_unlearn_output_is_audited_as_forgotten(cli, unlearned, resnet_ckpt, digits, class_forget_file):
-    result = audit_json(cli, *base_args(unlearned["adapter"], digits, class_forget_file, "--by", "class", "--original", resnet_ckpt))
+    result = audit_json(
+        cli, *base_args(unlearned["adapter"], digits, class_forget_file, "--by", "class", "--original", resnet_ckpt)
+    )
     metrics = result["metrics"]
     assert metrics["forget"]["acc"] <= 0.05
     assert metrics["mia"]["efficacy"] >= 0.9
@@ -76,7 +105,9 @@ def test_class_unlearn_output_is_audited_as_forgotten(cli, unlearned, resnet_ckp
     assert result["sizes"]["test_forget"] + result["sizes"]["test_retain"] == result["sizes"]["test"]
 
 
-def test_adapter_merged_and_base_plus_adapter_give_the_same_numbers(cli, unlearned, resnet_ckpt, digits, class_forget_file):
+def test_adapter_merged_and_base_plus_adapter_give_the_same_numbers(
+    cli, unlearned, resnet_ckpt, digits, class_forget_file
+):
     forms = {
         "adapter_dir": base_args(unlearned["adapter"], digits, class_forget_file),
         "merged_dir": base_args(unlearned["merged"], digits, class_forget_file),
@@ -97,7 +128,16 @@ def test_adapter_merged_and_base_plus_adapter_give_the_same_numbers(cli, unlearn
 
 
 def test_passing_gate_exits_0(cli, resnet_ckpt, digits, sample_forget_file):
-    result = invoke(cli, "audit", *base_args(resnet_ckpt, digits, sample_forget_file), "--attacks", "loss", "--require", "test.acc>=0.5", "--quiet")
+    result = invoke(
+        cli,
+        "audit",
+        *base_args(resnet_ckpt, digits, sample_forget_file),
+        "--attacks",
+        "loss",
+        "--require",
+        "test.acc>=0.5",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.stderr
     assert "PASS test.acc>=0.5" in result.stdout
 
@@ -105,8 +145,18 @@ def test_passing_gate_exits_0(cli, resnet_ckpt, digits, sample_forget_file):
 def test_failing_gate_exits_1_and_names_it(cli, resnet_ckpt, digits, sample_forget_file, tmp_path):
     out = tmp_path / "audit.json"
     result = invoke(
-        cli, "audit", *base_args(resnet_ckpt, digits, sample_forget_file), "--attacks", "loss",
-        "--require", "forget.acc<=0.02", "--require", "test.acc>=0.5", "--out", out, "--quiet",
+        cli,
+        "audit",
+        *base_args(resnet_ckpt, digits, sample_forget_file),
+        "--attacks",
+        "loss",
+        "--require",
+        "forget.acc<=0.02",
+        "--require",
+        "test.acc>=0.5",
+        "--out",
+        out,
+        "--quiet",
     )
     assert result.exit_code == 1
     assert "FAIL forget.acc<=0.02" in result.stdout and "PASS test.acc>=0.5" in result.stdout
@@ -120,8 +170,20 @@ def test_malformed_gate_exits_2_before_any_work(cli, tmp_path):
     out = tmp_path / "audit.json"
     # The paths do not exist: a gate typo is reported before they are even looked at.
     result = invoke(
-        cli, "audit", "--model", tmp_path / "none", "--data", tmp_path / "none", "--forget", tmp_path / "none",
-        "--test-data", tmp_path / "none", "--require", "forget.acc=<0.02", "--out", out,
+        cli,
+        "audit",
+        "--model",
+        tmp_path / "none",
+        "--data",
+        tmp_path / "none",
+        "--forget",
+        tmp_path / "none",
+        "--test-data",
+        tmp_path / "none",
+        "--require",
+        "forget.acc=<0.02",
+        "--out",
+        out,
     )
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
@@ -132,8 +194,16 @@ def test_malformed_gate_exits_2_before_any_work(cli, tmp_path):
 def test_unknown_gate_key_exits_2_listing_valid_keys(cli, resnet_ckpt, digits, sample_forget_file, tmp_path):
     out = tmp_path / "audit.json"
     result = invoke(
-        cli, "audit", *base_args(resnet_ckpt, digits, sample_forget_file), "--attacks", "loss",
-        "--require", "forget.accuracy<=0.1", "--out", out, "--quiet",
+        cli,
+        "audit",
+        *base_args(resnet_ckpt, digits, sample_forget_file),
+        "--attacks",
+        "loss",
+        "--require",
+        "forget.accuracy<=0.1",
+        "--out",
+        out,
+        "--quiet",
     )
     assert result.exit_code == 2
     assert "unknown gate key 'forget.accuracy'" in result.stderr
@@ -154,7 +224,14 @@ def test_json_output_file_and_same_seed_same_numbers(cli, resnet_ckpt, digits, s
     assert sizes["forget"] == 134 and sizes["test"] == 449
     assert sizes["retain"] == min(sizes["retain_total"], max(sizes["test"], result["settings"]["retain_sample_max"]))
     assert set(result["metrics"]) == {"forget", "retain", "test", "mia"}
-    assert set(result["metrics"]["mia"]) >= {"efficacy", "svc", "loss_auc", "loss_tpr_at_1pct_fpr", "loss_tpr_at_0.1pct_fpr", "logreg_acc"}
+    assert set(result["metrics"]["mia"]) >= {
+        "efficacy",
+        "svc",
+        "loss_auc",
+        "loss_tpr_at_1pct_fpr",
+        "loss_tpr_at_0.1pct_fpr",
+        "logreg_acc",
+    }
     assert all(isinstance(v, float) and math.isfinite(v) for v in flatten(result["metrics"]).values())
     again = audit_json(cli, *args)
     assert again["metrics"] == result["metrics"] and again["sizes"] == result["sizes"]
@@ -164,8 +241,18 @@ def test_existing_out_file_is_refused(cli, tmp_path):
     out = tmp_path / "audit.json"
     out.write_text("{}")
     result = invoke(
-        cli, "audit", "--model", tmp_path, "--data", tmp_path, "--forget", tmp_path, "--test-data", tmp_path,
-        "--out", out,
+        cli,
+        "audit",
+        "--model",
+        tmp_path,
+        "--data",
+        tmp_path,
+        "--forget",
+        tmp_path,
+        "--test-data",
+        tmp_path,
+        "--out",
+        out,
     )
     assert result.exit_code == 2 and "already exists" in result.stderr
     assert out.read_text() == "{}"

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FORGET_CLASS, invoke
 
 SMALL_ROWS = 60  # rows of the small data sets: every case loads in well under a second
@@ -68,7 +67,9 @@ def image_table(images: list[np.ndarray], labels: list[int]):
     import datasets
     from PIL import Image
 
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])})
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])}
+    )
     return datasets.Dataset.from_dict(
         {"image": [Image.fromarray(a, mode="L") for a in images], "label": labels}, features=features
     )
@@ -96,9 +97,17 @@ def small(digits: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"image": pa.array([], pa.binary()), "label": pa.array([], pa.int64())}), root / "empty.parquet")
-    return {"train": root / "train", "test": root / "test", "mixed": root / "mixed", "empty": root / "empty",
-            "empty_parquet": root / "empty.parquet", "root": root}
+    pq.write_table(
+        pa.table({"image": pa.array([], pa.binary()), "label": pa.array([], pa.int64())}), root / "empty.parquet"
+    )
+    return {
+        "train": root / "train",
+        "test": root / "test",
+        "mixed": root / "mixed",
+        "empty": root / "empty",
+        "empty_parquet": root / "empty.parquet",
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -201,36 +210,77 @@ def _unknown_model_type(tmp: Path, ckpt: Path) -> dict:
 CASES = {
     # the issue's list
     "unicode digit, sample": (lambda t, c, s: {}, "1\n\u00b2\n", "line 2: '\u00b2' is not a row index", False),
-    "unicode digit, class": (lambda t, c, s: {"--by": "class"}, "# classes\n\u00b2\n", "line 2: unknown class '\u00b2'", False),
+    "unicode digit, class": (
+        lambda t, c, s: {"--by": "class"},
+        "# classes\n\u00b2\n",
+        "line 2: unknown class '\u00b2'",
+        False,
+    ),
     "truncated weights": (lambda t, c, s: _truncated(t, c), POISON, "is not a valid safetensors file", True),
     "random-bytes weights": (lambda t, c, s: _random_bytes(t, c), POISON, "is not a valid safetensors file", True),
     "empty weights file": (lambda t, c, s: _empty_weights(t, c), POISON, "is not a valid safetensors file", True),
     "invalid config.json": (lambda t, c, s: _invalid_config(t, c), POISON, "config.json is not valid JSON", True),
     "unknown model_type": (lambda t, c, s: _unknown_model_type(t, c), POISON, "transformers cannot build", True),
-    "label count vs head": (lambda t, c, s: _label_mismatch(t, c), POISON, "has 5 labels but the weights' classifier head", True),
+    "label count vs head": (
+        lambda t, c, s: _label_mismatch(t, c),
+        POISON,
+        "has 5 labels but the weights' classifier head",
+        True,
+    ),
     "empty save_to_disk data": (lambda t, c, s: {"--data": s["empty"]}, "1\n", "has no rows", False),
     "empty parquet data": (lambda t, c, s: {"--data": s["empty_parquet"]}, "1\n", "has no rows", False),
-    "mixed image sizes, no processor": (lambda t, c, s: {"--data": s["mixed"]}, "1\n", f"row {MIXED_ROWS[0]} is 12x12", False),
-    "taps out of range": (lambda t, c, s: {"--taps": "99"}, POISON, "--taps 99: the model returns 3 hidden states", True),
+    "mixed image sizes, no processor": (
+        lambda t, c, s: {"--data": s["mixed"]},
+        "1\n",
+        f"row {MIXED_ROWS[0]} is 12x12",
+        False,
+    ),
+    "taps out of range": (
+        lambda t, c, s: {"--taps": "99"},
+        POISON,
+        "--taps 99: the model returns 3 hidden states",
+        True,
+    ),
     "taps that select nothing": (lambda t, c, s: {"--taps": ","}, POISON, "--taps selects no feature", True),
-    "unknown target module": (lambda t, c, s: {"--target-modules": "nonexistent"}, POISON, "matched no body module", True),
-    "one unknown target module": (lambda t, c, s: {"--target-modules": "convolution,nonexistent"}, POISON,
-                                  "--target-modules nonexistent matched no body module", True),
+    "unknown target module": (
+        lambda t, c, s: {"--target-modules": "nonexistent"},
+        POISON,
+        "matched no body module",
+        True,
+    ),
+    "one unknown target module": (
+        lambda t, c, s: {"--target-modules": "convolution,nonexistent"},
+        POISON,
+        "--target-modules nonexistent matched no body module",
+        True,
+    ),
     "unwritable --out parent": (lambda t, c, s: {"--out": Path("/sys/rfau-out")}, POISON, "cannot write --out", True),
-    "missing --out parent": (lambda t, c, s: {"--out": t / "nope" / "out"}, POISON, "parent directory of --out does not exist", True),
+    "missing --out parent": (
+        lambda t, c, s: {"--out": t / "nope" / "out"},
+        POISON,
+        "parent directory of --out does not exist",
+        True,
+    ),
     # cases that already behaved
     "missing model": (lambda t, c, s: {"--model": t / "nope"}, POISON, "model not found", True),
     "pickle checkpoint": (lambda t, c, s: _pickle(t, c), POISON, "pickle", True),
     "unknown row": (lambda t, c, s: {}, "1\n99999\n", "line 2: '99999' is not a row index", False),
     "unknown class": (lambda t, c, s: {"--by": "class"}, "eleven\n", "line 1: unknown class 'eleven'", False),
     "empty forget list": (lambda t, c, s: {}, "# nothing\n\n", "lists no ids", False),
-    "forget list is the whole data": (lambda t, c, s: {"--by": "class"}, "\n".join(map(str, range(10))), "whole training data", False),
+    "forget list is the whole data": (
+        lambda t, c, s: {"--by": "class"},
+        "\n".join(map(str, range(10))),
+        "whole training data",
+        False,
+    ),
     "sample mode without --test-data": (lambda t, c, s: {"--test-data": None}, POISON, "needs --test-data", True),
     "bad --save": (lambda t, c, s: {"--save": "zip"}, POISON, "--save must be", True),
     "unknown method": (lambda t, c, s: {"--method": "magic"}, POISON, "unknown method 'magic'", True),
     "missing data": (lambda t, c, s: {"--data": t / "absent"}, "1\n", "--data not found", False),
     "unknown id column": (lambda t, c, s: {"--id-column": "nope"}, "1\n", "--id-column 'nope' not in data", False),
 }
+
+
 def _unwritable(path: str) -> bool:
     """Whether even this user (root included) cannot create a directory in `path`."""
     import tempfile
@@ -253,8 +303,14 @@ def test_bad_input_exits_2_early_and_writes_nothing(case, resnet_ckpt, small, ws
     tmp = ws.parent
     overrides = build(tmp, resnet_ckpt, small)
     forget = write(tmp / "forget.txt", forget_text)
-    args = {"--model": resnet_ckpt, "--data": small["train"], "--test-data": small["test"], "--forget": forget,
-            "--out": ws / "out", "--by": "sample"}
+    args = {
+        "--model": resnet_ckpt,
+        "--data": small["train"],
+        "--test-data": small["test"],
+        "--forget": forget,
+        "--out": ws / "out",
+        "--by": "sample",
+    }
     args.update(overrides)
     argv = [str(x) for k, v in args.items() if v is not None for x in (k, v)]
     before = snapshot(tmp, resnet_ckpt, small["root"])
@@ -270,8 +326,21 @@ def test_existing_out_is_refused_and_untouched(resnet_ckpt, small, ws, cli) -> N
     out = write(ws / "out" / "keep.txt", "mine").parent
     forget = write(ws.parent / "forget.txt", POISON)
     before = snapshot(ws.parent)
-    result = invoke(cli, "unlearn", "-m", resnet_ckpt, "-d", small["train"], "--test-data", small["test"],
-                    "-f", forget, "-o", out, "-q")
+    result = invoke(
+        cli,
+        "unlearn",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        small["train"],
+        "--test-data",
+        small["test"],
+        "-f",
+        forget,
+        "-o",
+        out,
+        "-q",
+    )
     assert "already exists" in one_error_line(result, 2)
     assert snapshot(ws.parent) == before
 
@@ -282,8 +351,21 @@ def test_concurrent_run_to_the_same_out_is_refused(resnet_ckpt, small, ws, cli, 
     write(claim / "partial.bin", b"theirs")
     forget = write(ws.parent / "forget.txt", POISON)
     before = snapshot(ws.parent)
-    result = invoke(cli, "unlearn", "-m", resnet_ckpt, "-d", small["train"], "--test-data", small["test"],
-                    "-f", forget, "-o", ws / "out", "-q")
+    result = invoke(
+        cli,
+        "unlearn",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        small["train"],
+        "--test-data",
+        small["test"],
+        "-f",
+        forget,
+        "-o",
+        ws / "out",
+        "-q",
+    )
     assert f"being written by another rfau run (pid {live_pid})" in one_error_line(result, 2)
     assert snapshot(ws.parent) == before  # their temporary directory is untouched
 
@@ -294,8 +376,21 @@ def test_stale_temporaries_of_dead_runs_are_removed(resnet_ckpt, small, ws, cli)
     stale = write(ws / f".out.tmp-{pid}-{start}-dead01" / "model.safetensors", b"half").parent
     other = write(ws / ".other.tmp-1-0-keep01" / "x", b"not ours").parent  # another --out's: kept
     forget = write(ws.parent / "forget.txt", "1\n99999\n")
-    result = invoke(cli, "unlearn", "-m", resnet_ckpt, "-d", small["train"], "--test-data", small["test"],
-                    "-f", forget, "-o", ws / "out", "-q")
+    result = invoke(
+        cli,
+        "unlearn",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        small["train"],
+        "--test-data",
+        small["test"],
+        "-f",
+        forget,
+        "-o",
+        ws / "out",
+        "-q",
+    )
     one_error_line(result, 2)
     assert not stale.exists()
     assert other.exists()
@@ -305,8 +400,23 @@ def test_stale_temporaries_of_dead_runs_are_removed(resnet_ckpt, small, ws, cli)
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda_fails_before_loading(resnet_ckpt, small, ws, cli) -> None:
     forget = write(ws.parent / "forget.txt", POISON)
-    result = invoke(cli, "unlearn", "-m", resnet_ckpt, "-d", small["train"], "--test-data", small["test"],
-                    "-f", forget, "-o", ws / "out", "--device", "cuda", "-q")
+    result = invoke(
+        cli,
+        "unlearn",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        small["train"],
+        "--test-data",
+        small["test"],
+        "-f",
+        forget,
+        "-o",
+        ws / "out",
+        "--device",
+        "cuda",
+        "-q",
+    )
     assert "--device cuda: no CUDA device" in one_error_line(result, 2)
     assert list(ws.iterdir()) == []
 
@@ -320,8 +430,23 @@ def test_unexpected_exception_exits_3_in_one_line(resnet_ckpt, small, ws, cli, m
 
     monkeypatch.setitem(methods.REGISTRY, "boom", ("failing_method", "fails on purpose"))
     forget = write(ws.parent / "forget.txt", f"{FORGET_CLASS}\n")
-    args = ["-m", resnet_ckpt, "-d", small["train"], "--by", "class", "-f", forget, "-o", ws / "out",
-            "--method", "boom", "--save", "merged", "-q"]
+    args = [
+        "-m",
+        resnet_ckpt,
+        "-d",
+        small["train"],
+        "--by",
+        "class",
+        "-f",
+        forget,
+        "-o",
+        ws / "out",
+        "--method",
+        "boom",
+        "--save",
+        "merged",
+        "-q",
+    ]
     before = snapshot(ws.parent)
     result = invoke(cli, "unlearn", *args)
     assert one_error_line(result, 3) == f"rfau: error: RuntimeError: {MESSAGE}"
@@ -338,8 +463,20 @@ def test_unexpected_exception_exits_3_in_one_line(resnet_ckpt, small, ws, cli, m
 
 
 def test_mixed_image_sizes_work_when_the_processor_resizes(resizing_ckpt, small, cli) -> None:
-    result = invoke(cli, "audit", "-m", resizing_ckpt, "-d", small["mixed"], "--test-data", small["test"],
-                    "-f", write(small["root"] / "f-mixed.txt", f"{MIXED_ROWS[0]}\n{MIXED_ROWS[1]}\n"), "--json", "-q")
+    result = invoke(
+        cli,
+        "audit",
+        "-m",
+        resizing_ckpt,
+        "-d",
+        small["mixed"],
+        "--test-data",
+        small["test"],
+        "-f",
+        write(small["root"] / "f-mixed.txt", f"{MIXED_ROWS[0]}\n{MIXED_ROWS[1]}\n"),
+        "--json",
+        "-q",
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["sizes"]["forget"] == 2
 
@@ -347,8 +484,20 @@ def test_mixed_image_sizes_work_when_the_processor_resizes(resizing_ckpt, small,
 def test_bom_and_crlf_sample_list(resnet_ckpt, small, tmp_path, cli) -> None:
     """A forget list saved by a Windows editor: UTF-8 byte-order mark and CRLF line ends."""
     forget = write(tmp_path / "ids.txt", "\ufeff3\r\n7\r\n# comment\r\n11\r\n".encode())
-    result = invoke(cli, "audit", "-m", resnet_ckpt, "-d", small["train"], "--test-data", small["test"],
-                    "-f", forget, "--json", "-q")
+    result = invoke(
+        cli,
+        "audit",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        small["train"],
+        "--test-data",
+        small["test"],
+        "-f",
+        forget,
+        "--json",
+        "-q",
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["sizes"]["forget"] == 3
 
@@ -380,14 +529,36 @@ def test_same_seed_gives_byte_identical_outputs(resnet_ckpt, small, tmp_path, cl
     files byte for byte, adapter_config.json included; outputs follow the umask. The forget list
     is a class list with a BOM and CRLF line ends (item: such lists work in class mode)."""
     forget = write(tmp_path / "classes.txt", f"\ufeff{FORGET_CLASS}\r\n".encode())
-    args = ["unlearn", "-m", resnet_ckpt, "-d", small["train"], "--test-data", small["test"], "--by", "class",
-            "-f", forget, "--epochs", "1", "--seed", "3", "-q", "--json"]
+    args = [
+        "unlearn",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        small["train"],
+        "--test-data",
+        small["test"],
+        "--by",
+        "class",
+        "-f",
+        forget,
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+        "-q",
+        "--json",
+    ]
     old_umask = os.umask(0o027)
     try:
         first = invoke(cli, *args, "-o", tmp_path / "a")
         env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_NUM_THREADS": "1"}
-        second = subprocess.run([sys.executable, "-m", "rfau_cli", *map(str, args), "-o", str(tmp_path / "b")],
-                                capture_output=True, text=True, env=env, cwd=Path(__file__).parent)
+        second = subprocess.run(
+            [sys.executable, "-m", "rfau_cli", *map(str, args), "-o", str(tmp_path / "b")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).parent,
+        )
     finally:
         os.umask(old_umask)
     assert first.exit_code == 0, first.stderr

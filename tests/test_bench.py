@@ -8,8 +8,17 @@ import json
 import pytest
 from conftest import invoke
 
-from rfau_cli.bench import BENCH_JSON, BENCH_MD, BENCH_PNG, NONE, REFERENCE, noise_floor, removable_gap, share_closed
-from rfau_cli.bench_render import HEADER
+from rfau_cli.commands.bench import (
+    BENCH_JSON,
+    BENCH_MD,
+    BENCH_PNG,
+    NONE,
+    REFERENCE,
+    noise_floor,
+    removable_gap,
+    share_closed,
+)
+from rfau_cli.commands.bench_render import HEADER
 
 METHODS = ("rfau", "finetune")
 
@@ -54,7 +63,17 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     for name in METHODS:
         row = summary[name]
         assert row["status"] == "ok" and row["seeds_ok"] == 1
-        for key in ("ua", "ra", "ta", "mia_efficacy", "loss_auc", "avg_gap_pp", "time_s", "peak_memory_mib", "trainable_parameters"):
+        for key in (
+            "ua",
+            "ra",
+            "ta",
+            "mia_efficacy",
+            "loss_auc",
+            "avg_gap_pp",
+            "time_s",
+            "peak_memory_mib",
+            "trainable_parameters",
+        ):
             assert row[key]["mean"] is not None, (name, key)
         assert row["avg_gap_pp"]["std"] is None  # one seed: no spread
         assert row["share_closed"]["mean"] is None
@@ -65,8 +84,20 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     table = (out / BENCH_MD).read_text().splitlines()
     header = next(line for line in table if line.startswith("| method"))
     assert [c.strip() for c in header.strip("|").split("|")] == list(HEADER)
-    for title in ("UA", "RA", "TA", "MIA-efficacy", "loss-attack AUC", "loss AUC gap", "avg gap to retrain", "floor",
-                  "share closed", "time", "peak memory", "trainable params"):
+    for title in (
+        "UA",
+        "RA",
+        "TA",
+        "MIA-efficacy",
+        "loss-attack AUC",
+        "loss AUC gap",
+        "avg gap to retrain",
+        "floor",
+        "share closed",
+        "time",
+        "peak memory",
+        "trainable params",
+    ):
         assert title in header
     assert sum(line.startswith(("| rfau", "| finetune", "| retrain", "| none")) for line in table) == 4
     assert "Floor: n/a" in (out / BENCH_MD).read_text()
@@ -74,17 +105,37 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     assert rfau_row.count("n/a") == 2  # the floor and the share closed
 
 
-def test_bench_failing_method_is_reported_and_others_complete(cli, digits, resnet_ckpt, class_forget_file, tmp_path, monkeypatch):
-    from rfau_cli import methods
-
+def test_bench_failing_method_is_reported_and_others_complete(
+    cli, digits, resnet_ckpt, class_forget_file, tmp_path, monkeypatch
+):
     from failing_method import MESSAGE
+
+    from rfau_cli import methods
 
     monkeypatch.setitem(methods.REGISTRY, "boom", ("failing_method", "fails on purpose"))
     train, test = digits
     out = tmp_path / "bench"
     result = invoke(
-        cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--by", "class", "--test-data", test,
-        "--methods", "boom,finetune", "--retrain-epochs", 1, "--epochs", 1, "-o", out,
+        cli,
+        "bench",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        train,
+        "-f",
+        class_forget_file,
+        "--by",
+        "class",
+        "--test-data",
+        test,
+        "--methods",
+        "boom,finetune",
+        "--retrain-epochs",
+        1,
+        "--epochs",
+        1,
+        "-o",
+        out,
     )
     assert result.exit_code == 0, result.stderr
     assert "boom" in result.stdout and "failed" in result.stdout  # the rich table
@@ -108,10 +159,14 @@ def test_bench_failing_method_is_reported_and_others_complete(cli, digits, resne
         (("--seeds", "a"), "integers"),
     ],
 )
-def test_bench_bad_input_is_exit_2_and_writes_nothing(cli, digits, resnet_ckpt, class_forget_file, tmp_path, extra, message):
+def test_bench_bad_input_is_exit_2_and_writes_nothing(
+    cli, digits, resnet_ckpt, class_forget_file, tmp_path, extra, message
+):
     train, test = digits
     out = tmp_path / "bench"
-    result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--test-data", test, "-o", out, *extra)
+    result = invoke(
+        cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--test-data", test, "-o", out, *extra
+    )
     assert result.exit_code == 2
     assert message in result.stderr
     assert not out.exists()
@@ -153,8 +208,27 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
     train, test = digits
     out = tmp_path / "bench"
     result = invoke(
-        cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", sample_forget_file, "--test-data", test,
-        "--methods", "finetune", "--reference-seeds", "0,1", "--retrain-epochs", 2, "--epochs", 1, "-o", out, "--quiet",
+        cli,
+        "bench",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        train,
+        "-f",
+        sample_forget_file,
+        "--test-data",
+        test,
+        "--methods",
+        "finetune",
+        "--reference-seeds",
+        "0,1",
+        "--retrain-epochs",
+        2,
+        "--epochs",
+        1,
+        "-o",
+        out,
+        "--quiet",
     )
     assert result.exit_code == 0, result.stderr
     data = json.loads((out / BENCH_JSON).read_text())
@@ -187,7 +261,10 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
     text = (out / BENCH_MD).read_text()
     assert "Floor (mean avg gap between 1 pair of references)" in text
     assert f"{floor['mean']:.2f}" in text
-    assert sum(line.startswith(("| retrain (reference)", "| none (original)", "| finetune")) for line in text.splitlines()) == 3
+    assert (
+        sum(line.startswith(("| retrain (reference)", "| none (original)", "| finetune")) for line in text.splitlines())
+        == 3
+    )
     assert (out / BENCH_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -195,8 +272,22 @@ def test_bench_reference_and_reference_seeds_exclude_each_other(cli, digits, res
     train, test = digits
     out = tmp_path / "bench"
     result = invoke(
-        cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", sample_forget_file, "--test-data", test,
-        "--reference", resnet_ckpt, "--reference-seeds", "0,1", "-o", out,
+        cli,
+        "bench",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        train,
+        "-f",
+        sample_forget_file,
+        "--test-data",
+        test,
+        "--reference",
+        resnet_ckpt,
+        "--reference-seeds",
+        "0,1",
+        "-o",
+        out,
     )
     assert result.exit_code == 2 and "--reference-seeds" in result.stderr
     assert not out.exists()

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import FORGET_CLASS, invoke
 
 
@@ -40,18 +39,36 @@ def _write(path: Path, text: str) -> Path:
 def test_bad_inputs_exit_2_and_write_nothing(resnet_ckpt, digits, ws, cli) -> None:
     train, test = digits
     cases = {
-        "missing model": (["--model", ws.parent / "nope", "--forget", _write(ws.parent / "f1", "1\n")], "model not found"),
+        "missing model": (
+            ["--model", ws.parent / "nope", "--forget", _write(ws.parent / "f1", "1\n")],
+            "model not found",
+        ),
         "unknown row": (["--forget", _write(ws.parent / "f2", "1\n99999\n")], "'99999' is not a row index"),
-        "unknown class": (["--by", "class", "--forget", _write(ws.parent / "f3", "eleven\n")], "unknown class 'eleven'"),
+        "unknown class": (
+            ["--by", "class", "--forget", _write(ws.parent / "f3", "eleven\n")],
+            "unknown class 'eleven'",
+        ),
         "empty list": (["--forget", _write(ws.parent / "f4", "# nothing\n\n")], "lists no ids"),
-        "whole data": (["--by", "class", "--forget", _write(ws.parent / "f5", "\n".join(map(str, range(10))))], "whole training data"),
+        "whole data": (
+            ["--by", "class", "--forget", _write(ws.parent / "f5", "\n".join(map(str, range(10))))],
+            "whole training data",
+        ),
         "missing forget": (["--forget", ws.parent / "absent.txt"], "--forget file not found"),
-        "sample without test": (["--forget", _write(ws.parent / "f6", "1\n"), "--test-data", None], "needs --test-data"),
+        "sample without test": (
+            ["--forget", _write(ws.parent / "f6", "1\n"), "--test-data", None],
+            "needs --test-data",
+        ),
         "bad save": (["--forget", _write(ws.parent / "f7", "1\n"), "--save", "zip"], "--save must be"),
-        "unknown method": (["--forget", _write(ws.parent / "f8", "1\n"), "--method", "magic"], "unknown method 'magic'"),
-        "bad target modules": (["--forget", _write(ws.parent / "f9", "1\n"), "--target-modules", "nonexistent"], "matched no body module"),
+        "unknown method": (
+            ["--forget", _write(ws.parent / "f8", "1\n"), "--method", "magic"],
+            "unknown method 'magic'",
+        ),
+        "bad target modules": (
+            ["--forget", _write(ws.parent / "f9", "1\n"), "--target-modules", "nonexistent"],
+            "matched no body module",
+        ),
     }
-    for name, (override, needle) in cases.items():
+    for override, needle in cases.values():
         args = {"--model": resnet_ckpt, "--data": train, "--test-data": test, "--out": ws / "out", "--by": "sample"}
         extra = []
         for key, value in zip(override[::2], override[1::2]):
@@ -73,8 +90,21 @@ def test_label_column_mismatch(resnet_ckpt, ws, cli) -> None:
     table.save_to_disk(str(ws.parent / "bad"))
     forget = _write(ws.parent / "f.txt", "0\n")
     before = _entries(ws)
-    result = invoke(cli, "unlearn", "--model", resnet_ckpt, "--data", ws.parent / "bad", "--test-data", ws.parent / "bad",
-                    "--forget", forget, "--out", ws / "out", "--quiet")
+    result = invoke(
+        cli,
+        "unlearn",
+        "--model",
+        resnet_ckpt,
+        "--data",
+        ws.parent / "bad",
+        "--test-data",
+        ws.parent / "bad",
+        "--forget",
+        forget,
+        "--out",
+        ws / "out",
+        "--quiet",
+    )
     _assert_usage_error(result, ws, before, "outside the model's 10 classes")
 
 
@@ -87,11 +117,37 @@ def test_pickle_checkpoint_refused(resnet_ckpt, digits, ws, cli) -> None:
     (pickled / "pytorch_model.bin").write_bytes(b"not loaded, ever")
     forget = _write(ws.parent / "f.txt", "1\n")
     before = _entries(ws)
-    result = invoke(cli, "unlearn", "--model", pickled, "--data", digits[0], "--test-data", digits[1],
-                    "--forget", forget, "--out", ws / "out", "--quiet")
+    result = invoke(
+        cli,
+        "unlearn",
+        "--model",
+        pickled,
+        "--data",
+        digits[0],
+        "--test-data",
+        digits[1],
+        "--forget",
+        forget,
+        "--out",
+        ws / "out",
+        "--quiet",
+    )
     _assert_usage_error(result, ws, before, "pickle")
-    result = invoke(cli, "unlearn", "--model", pickled / "pytorch_model.bin", "--data", digits[0], "--test-data", digits[1],
-                    "--forget", forget, "--out", ws / "out", "--quiet")
+    result = invoke(
+        cli,
+        "unlearn",
+        "--model",
+        pickled / "pytorch_model.bin",
+        "--data",
+        digits[0],
+        "--test-data",
+        digits[1],
+        "--forget",
+        forget,
+        "--out",
+        ws / "out",
+        "--quiet",
+    )
     _assert_usage_error(result, ws, before, "pickle")
 
 
@@ -101,8 +157,21 @@ def test_existing_out_refused_and_untouched(resnet_ckpt, digits, ws, cli) -> Non
     (out / "keep.txt").write_text("mine")
     forget = _write(ws.parent / "f.txt", f"{FORGET_CLASS}\n")
     before = _entries(ws)
-    result = invoke(cli, "unlearn", "--model", resnet_ckpt, "--data", digits[0], "--by", "class",
-                    "--forget", forget, "--out", out, "--quiet")
+    result = invoke(
+        cli,
+        "unlearn",
+        "--model",
+        resnet_ckpt,
+        "--data",
+        digits[0],
+        "--by",
+        "class",
+        "--forget",
+        forget,
+        "--out",
+        out,
+        "--quiet",
+    )
     _assert_usage_error(result, ws, before, "already exists")
     assert _entries(out) == {"keep.txt"}
 
@@ -111,8 +180,25 @@ def test_failed_run_exits_3_and_leaves_nothing(resnet_ckpt, digits, ws, cli) -> 
     """An absurd learning rate makes the loss non-finite: exit 3, no --out, no temp dir."""
     forget = _write(ws.parent / "f.txt", f"{FORGET_CLASS}\n")
     before = _entries(ws)
-    result = invoke(cli, "unlearn", "--model", resnet_ckpt, "--data", digits[0], "--by", "class",
-                    "--forget", forget, "--out", ws / "out", "--quiet", "--lr", "1e30", "--epochs", "3")
+    result = invoke(
+        cli,
+        "unlearn",
+        "--model",
+        resnet_ckpt,
+        "--data",
+        digits[0],
+        "--by",
+        "class",
+        "--forget",
+        forget,
+        "--out",
+        ws / "out",
+        "--quiet",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "3",
+    )
     assert result.exit_code == 3, (result.exit_code, result.stderr)
     assert len(result.stderr.strip().splitlines()) == 1 and "loss became" in result.stderr
     assert _entries(ws) == before
@@ -149,7 +235,22 @@ def test_module_entry_point() -> None:
 
 def test_json_report_parses(resnet_ckpt, digits, tmp_path, cli) -> None:
     forget = _write(tmp_path / "f.txt", f"{FORGET_CLASS}\n")
-    result = invoke(cli, "unlearn", "--model", resnet_ckpt, "--data", digits[0], "--by", "class", "--forget", forget,
-                    "--out", tmp_path / "out", "--json", "--epochs", "1")
+    result = invoke(
+        cli,
+        "unlearn",
+        "--model",
+        resnet_ckpt,
+        "--data",
+        digits[0],
+        "--by",
+        "class",
+        "--forget",
+        forget,
+        "--out",
+        tmp_path / "out",
+        "--json",
+        "--epochs",
+        "1",
+    )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["command"] == "unlearn"  # stdout holds the JSON and nothing else

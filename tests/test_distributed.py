@@ -16,7 +16,6 @@ import sys
 from types import SimpleNamespace
 
 import numpy as np
-
 from conftest import invoke
 
 TIMEOUT_S = 300  # the torchrun part takes 15-25 s on two busy cores; a hang must fail, not block CI
@@ -64,7 +63,9 @@ def test_two_processes_forget_a_class_like_one(resnet_ckpt, digits, class_forget
     report = json.loads(run.stdout)
     # Exactly one output, complete, and no temporary directory left by either rank.
     assert [p.name for p in parent.iterdir()] == ["out"]
-    assert {"model.safetensors", "report.json", "config.json", "adapter"} <= {p.name for p in (parent / "out").iterdir()}
+    assert {"model.safetensors", "report.json", "config.json", "adapter"} <= {
+        p.name for p in (parent / "out").iterdir()
+    }
     assert json.loads((parent / "out" / "report.json").read_text()) == report
     # Progress from the main rank only: one line per epoch.
     assert run.stderr.count("rfau epoch 1:") == 1, run.stderr[-4000:]
@@ -102,4 +103,3 @@ def test_non_main_ranks_stay_quiet(monkeypatch) -> None:
     assert Progress(quiet=False).quiet
     monkeypatch.setenv("RANK", "0")
     assert not Progress(quiet=False).quiet
-

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_bad_expressions_raise(expr):
 
 def test_gate_is_frozen():
     g = parse_gate("a<1")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         g.value = 2.0  # type: ignore[misc]
 
 
@@ -73,7 +74,9 @@ def test_flatten_nested_and_skips_non_numbers():
 
 def test_evaluate_pass_fail():
     values = {"forget.acc": 0.01, "test.acc": 0.85, "mia.auc": 0.5}
-    gates = [parse_gate(e) for e in ("forget.acc<=0.02", "test.acc>=0.9", "mia.auc==0.5", "forget.acc<0.01", "test.acc>0.8")]
+    gates = [
+        parse_gate(e) for e in ("forget.acc<=0.02", "test.acc>=0.9", "mia.auc==0.5", "forget.acc<0.01", "test.acc>0.8")
+    ]
     results = evaluate_gates(gates, values)
     assert all(isinstance(r, GateResult) for r in results)
     assert [r.passed for r in results] == [True, False, True, False, True]

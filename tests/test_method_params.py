@@ -3,6 +3,7 @@ settings object runs when it is built (issue 10, items 2 and 5)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,8 +12,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import invoke
+
 from rfau_cli.errors import InputError
 from rfau_cli.methods import REGISTRY, method_class
 from rfau_cli.settings import DataSettings, MethodSettings, RuntimeSettings, UnlearnConfig, parse_sets
@@ -70,7 +71,9 @@ def test_set_parses_to_the_field_type(cli, resnet_ckpt, digits, class_forget_fil
         ("rfau", ["min_steps"], ["--set takes key=value"]),
     ],
 )
-def test_bad_set_exits_2_and_writes_nothing(cli, resnet_ckpt, digits, class_forget_file, tmp_path, method, sets, needles):
+def test_bad_set_exits_2_and_writes_nothing(
+    cli, resnet_ckpt, digits, class_forget_file, tmp_path, method, sets, needles
+):
     out = tmp_path / "out"
     args = [x for s in sets for x in ("--set", s)]
     line = one_line(unlearn(cli, resnet_ckpt, digits, class_forget_file, out, "--method", method, *args))
@@ -81,18 +84,54 @@ def test_bad_set_exits_2_and_writes_nothing(cli, resnet_ckpt, digits, class_forg
 
 def test_bench_set_key_no_chosen_method_has_exits_2(cli, resnet_ckpt, digits, class_forget_file, tmp_path):
     out = tmp_path / "bench"
-    result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", digits[0], "-f", class_forget_file, "--by", "class",
-                    "--test-data", digits[1], "-o", out, "--methods", "finetune,scrub", "--set", "l1=0.1")
+    result = invoke(
+        cli,
+        "bench",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        digits[0],
+        "-f",
+        class_forget_file,
+        "--by",
+        "class",
+        "--test-data",
+        digits[1],
+        "-o",
+        out,
+        "--methods",
+        "finetune,scrub",
+        "--set",
+        "l1=0.1",
+    )
     line = one_line(result)
     assert "--set l1" in line and "kd_t" in line
-    result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", digits[0], "-f", class_forget_file, "--by", "class",
-                    "--test-data", digits[1], "-o", out, "--methods", "finetune,scrub", "--set", "kd_t=x")
+    result = invoke(
+        cli,
+        "bench",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        digits[0],
+        "-f",
+        class_forget_file,
+        "--by",
+        "class",
+        "--test-data",
+        digits[1],
+        "-o",
+        out,
+        "--methods",
+        "finetune,scrub",
+        "--set",
+        "kd_t=x",
+    )
     assert "kd_t" in one_line(result)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_bench_applies_a_set_only_to_methods_that_have_it():
-    from rfau_cli.bench import sets_for
+    from rfau_cli.commands.bench import sets_for
 
     sets = (("kd_t", "2"), ("saliency", "0.3"))
     assert sets_for(sets, method_class("scrub")) == (("kd_t", "2"),)
@@ -139,8 +178,20 @@ def test_methods_verbose_imports_no_torch():
 )
 def test_choices_are_usage_errors_in_one_line(cli, tmp_path, flag, value, needle):
     # The paths do not exist: the flag is refused before anything is read.
-    result = invoke(cli, "unlearn", "-m", tmp_path / "nope", "-d", tmp_path / "nope", "-f", tmp_path / "nope",
-                    "-o", tmp_path / "out", flag, value)
+    result = invoke(
+        cli,
+        "unlearn",
+        "-m",
+        tmp_path / "nope",
+        "-d",
+        tmp_path / "nope",
+        "-f",
+        tmp_path / "nope",
+        "-o",
+        tmp_path / "out",
+        flag,
+        value,
+    )
     assert needle in one_line(result)
     assert list(tmp_path.iterdir()) == []
 
@@ -180,13 +231,13 @@ def test_resolved_settings_hold_typed_params():
     settings = MethodSettings(sets=(("min_steps", "7"),)).resolved(rfau)
     assert settings.params.min_steps == 7 and settings.params.sample_epochs == 100
     assert (settings.epochs, settings.lr, settings.epochs_from_user) == (20, 1e-3, False)
-    with pytest.raises(Exception):  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
         settings.params.min_steps = 1  # type: ignore[misc]
     assert MethodSettings(epochs=3, lr=0.5).resolved(method_class("scrub")).params.kd_t == 4.0
 
 
 def _epochs(name: str, by: str, forget_rows: int, epochs: int | None = None) -> int:
-    from rfau_cli.loop import epochs_to_run
+    from rfau_cli.methods.loop import epochs_to_run
 
     method = method_class(name)()
     settings = MethodSettings(epochs=epochs).resolved(method)

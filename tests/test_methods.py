@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import invoke
 
 from rfau_cli.methods import REGISTRY, load_method
-from conftest import invoke
 
 # Forget accuracy each method reaches with its defaults is ~0.0-0.1 (measured); the bound
 # leaves room for library-version noise. Gradient ascent pays for it on the kept classes.

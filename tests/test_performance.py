@@ -11,13 +11,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from conftest import invoke
 
 from rfau_cli.input_cache import InputCache
-from rfau_cli.loop import _Cursor
 from rfau_cli.methods.base import FitContext, is_flat
+from rfau_cli.methods.loop import _Cursor
 from rfau_cli.methods.rfau import RFAU
-
-from conftest import invoke
 
 
 def _job(model: Path, digits: tuple[Path, Path], forget: Path, cache_mb: int = 2048, by: str = "class") -> Any:
@@ -27,7 +26,9 @@ def _job(model: Path, digits: tuple[Path, Path], forget: Path, cache_mb: int = 2
     from rfau_cli.settings import DataSettings, RuntimeSettings
 
     data = DataSettings(digits[0], str(forget), by=by, test_data=digits[1])
-    return prepare_job(resolve_checkpoint(model), data, RuntimeSettings(quiet=True, cache_mb=cache_mb), 0, Progress(True))
+    return prepare_job(
+        resolve_checkpoint(model), data, RuntimeSettings(quiet=True, cache_mb=cache_mb), 0, Progress(True)
+    )
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -43,8 +44,15 @@ def test_cache_returns_the_encoders_tensors(resnet_ckpt, digits, class_forget_fi
     splits, enc = job.splits, job.encoder
     rng = np.random.default_rng(0)
     for budget in (1 << 30, 300 * 264, 0):  # everything, about 300 rows, nothing
-        cache = InputCache(enc, splits.train, splits.labels, splits.test, splits.test_labels, budget_bytes=budget,
-                           priority=[(False, splits.forget)])
+        cache = InputCache(
+            enc,
+            splits.train,
+            splits.labels,
+            splits.test,
+            splits.test_labels,
+            budget_bytes=budget,
+            priority=[(False, splits.forget)],
+        )
         for _ in range(3):  # first encoding, then served from the store
             rows = rng.choice(len(splits.labels), 40, replace=False)
             _same(cache.get(rows), enc(splits.train, rows, splits.labels))
@@ -72,8 +80,25 @@ def test_cursor_peek_is_what_take_returns() -> None:
 
 def _unlearn(cli, model: Path, digits: tuple[Path, Path], forget: Path, out: Path, *extra: object) -> dict:
     result = invoke(
-        cli, "unlearn", "--model", model, "--data", digits[0], "--test-data", digits[1], "--forget", forget,
-        "--by", "class", "--out", out, "--quiet", "--json", "--save", "adapter", *extra,
+        cli,
+        "unlearn",
+        "--model",
+        model,
+        "--data",
+        digits[0],
+        "--test-data",
+        digits[1],
+        "--forget",
+        forget,
+        "--by",
+        "class",
+        "--out",
+        out,
+        "--quiet",
+        "--json",
+        "--save",
+        "adapter",
+        *extra,
     )
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
@@ -84,7 +109,11 @@ def test_no_cache_and_workers_give_the_same_unlearning(resnet_ckpt, digits, clas
     worker processes): the adapter is byte-identical to the cached run's."""
     runs = {
         name: _unlearn(cli, resnet_ckpt, digits, class_forget_file, tmp_path / name, "--epochs", "2", *flags)
-        for name, flags in (("cached", ()), ("loader", ("--cache-mb", "0")), ("workers", ("--cache-mb", "0", "--workers", "2")))
+        for name, flags in (
+            ("cached", ()),
+            ("loader", ("--cache-mb", "0")),
+            ("workers", ("--cache-mb", "0", "--workers", "2")),
+        )
     }
     adapters = {name: r["outputs"]["sha256"]["adapter_model.safetensors"] for name, r in runs.items()}
     assert len(set(adapters.values())) == 1, adapters
@@ -134,13 +163,16 @@ class _StopsAtTwo(RFAU):
 
 
 def test_stop_reason_ends_training_and_is_recorded(resnet_ckpt, digits, class_forget_file, tmp_path) -> None:
+    from rfau_cli.commands.unlearn import run_unlearn
     from rfau_cli.settings import DataSettings, MethodSettings, RuntimeSettings, UnlearnConfig
-    from rfau_cli.unlearn import run_unlearn
 
     cfg = UnlearnConfig(
-        model=resnet_ckpt, out=tmp_path / "out", data=DataSettings(digits[0], str(class_forget_file), by="class",
-                                                                    test_data=digits[1]),
-        save="adapter", hparams=MethodSettings(epochs=5), runtime=RuntimeSettings(quiet=True),
+        model=resnet_ckpt,
+        out=tmp_path / "out",
+        data=DataSettings(digits[0], str(class_forget_file), by="class", test_data=digits[1]),
+        save="adapter",
+        hparams=MethodSettings(epochs=5),
+        runtime=RuntimeSettings(quiet=True),
     )
     report = run_unlearn(cfg, method=_StopsAtTwo())
     training = report["training"]
@@ -155,10 +187,12 @@ def test_is_flat() -> None:
     assert not is_flat(history[:2], "retain", window=3)  # too few epochs to say
 
 
-def test_retain_batches_come_from_a_bounded_pool(resnet_ckpt, digits, class_forget_file, tmp_path, cli, monkeypatch) -> None:
+def test_retain_batches_come_from_a_bounded_pool(
+    resnet_ckpt, digits, class_forget_file, tmp_path, cli, monkeypatch
+) -> None:
     """Forget-driven methods draw retain batches from a seeded pool of RETAIN_POOL rows, so a
     run touches (encodes, sends through the teacher) the same number of rows whatever |D|."""
-    import rfau_cli.loop as loop
+    import rfau_cli.methods.loop as loop
 
     taken: list[np.ndarray] = []
     take = _Cursor.take

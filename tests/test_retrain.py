@@ -61,6 +61,8 @@ def test_retrain_bad_init_is_input_error(cli, digits, resnet_ckpt, class_forget_
 
 def test_retrain_existing_out_is_input_error(cli, digits, resnet_ckpt, class_forget_file, tmp_path):
     train, test = digits
-    result = invoke(cli, "retrain", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--by", "class", "-o", tmp_path)
+    result = invoke(
+        cli, "retrain", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--by", "class", "-o", tmp_path
+    )
     assert result.exit_code == 2
     assert "already exists" in result.stderr

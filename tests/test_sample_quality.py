@@ -44,12 +44,28 @@ def memorising(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
                                drop_small_last=True)
         for s in REFERENCE_SEEDS
     ]
-    return SimpleNamespace(data=(root / "train", test), forget=root / "forget.txt", original=original, retrained=retrained)
+    return SimpleNamespace(
+        data=(root / "train", test), forget=root / "forget.txt", original=original, retrained=retrained
+    )
 
 
 def _gap(cli, case: SimpleNamespace, model: Path, reference: Path) -> tuple[float, dict]:
-    result = invoke(cli, "audit", "--model", model, "--reference", reference, "--data", case.data[0], "--test-data",
-                    case.data[1], "--forget", case.forget, "--json", "--quiet")
+    result = invoke(
+        cli,
+        "audit",
+        "--model",
+        model,
+        "--reference",
+        reference,
+        "--data",
+        case.data[0],
+        "--test-data",
+        case.data[1],
+        "--forget",
+        case.forget,
+        "--json",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     return report["reference"]["gap"]["avg_gap_pp"], report["metrics"]
@@ -57,8 +73,22 @@ def _gap(cli, case: SimpleNamespace, model: Path, reference: Path) -> tuple[floa
 
 def test_rfau_closes_most_of_the_removable_gap(memorising, tmp_path, cli) -> None:
     case = memorising
-    result = invoke(cli, "unlearn", "--model", case.original, "--data", case.data[0], "--test-data", case.data[1],
-                    "--forget", case.forget, "--out", tmp_path / "out", "--quiet", "--json")
+    result = invoke(
+        cli,
+        "unlearn",
+        "--model",
+        case.original,
+        "--data",
+        case.data[0],
+        "--test-data",
+        case.data[1],
+        "--forget",
+        case.forget,
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["training"]["stop_reason"].startswith("converged")

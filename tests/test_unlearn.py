@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FORGET_CLASS, invoke
 
 from rfau_cli.checkpoint import sha256_file
 from rfau_cli.report import REPORT_KEYS
-
-from conftest import FORGET_CLASS, invoke
 
 
 def _unlearn(cli, model: Path, data: tuple[Path, Path], forget: Path, out: Path, *extra: object) -> dict:

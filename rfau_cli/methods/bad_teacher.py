@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rfau_cli.methods.base import FitContext, Method
-from rfau_cli.methods.base import join
+from rfau_cli.methods.base import FitContext, Method, join
 from rfau_cli.methods.scrub import distill_kl
 from rfau_cli.settings import MethodParams, param
 
@@ -43,7 +42,9 @@ class BadTeacher(Method):
             bad = fresh_model(ctx.model.config)
         self.incompetent = bad.to(ctx.device).eval().requires_grad_(False)
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         import torch
 
         t = ctx.params.kd_t

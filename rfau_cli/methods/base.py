@@ -3,11 +3,15 @@
 A method supplies its hyper-parameters (default epochs and lr, and a frozen `Params`
 dataclass of its own, set with `--set key=value`) and its loss on a (forget batch, retain
 batches) pair; the training loop, logging, device handling and saving exist once (loop.py,
-unlearn.py). Methods that do not train by gradient steps (SSD) override `fit`.
+commands/unlearn.py). Methods that do not train by gradient steps (SSD) override `fit`.
+
+The loop imports this module, never the reverse: the engine hands the loop's `train` to
+`Method.fit`, so base.py and loop.py form no import cycle.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -122,7 +126,9 @@ class Method:
     def setup(self, ctx: FitContext) -> None:
         """Precompute what the loss needs (targets, masks, caches)."""
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         """Return {"loss": scalar tensor, other terms: tensors for the progress line}."""
         raise NotImplementedError
 
@@ -134,10 +140,13 @@ class Method:
         a reason ("converged: ...") ends training before the `--epochs` cap. None: go on."""
         return None
 
-    def fit(self, ctx: FitContext) -> dict[str, Any]:
-        from rfau_cli.loop import train
-
+    def fit(self, ctx: FitContext, train: Train) -> dict[str, Any]:
+        """Train; the default runs the shared loop (`rfau_cli.methods.loop.train`, passed in)."""
         return train(self, ctx)
+
+
+# The shared training loop's signature (`rfau_cli.methods.loop.train`), as `Method.fit` receives it.
+Train = Callable[[Method, FitContext], dict[str, Any]]
 
 
 def is_flat(history: list[dict[str, float]], key: str, window: int = 3, rel_tol: float = 0.05) -> bool:

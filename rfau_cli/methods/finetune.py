@@ -32,7 +32,9 @@ class Finetune(Method):
     default_epochs: ClassVar[int] = 5
     default_lr: ClassVar[float] = 5e-3
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         ce = cross_entropy(ctx, retain)
         return {"loss": ce}
 

@@ -21,7 +21,9 @@ class GradAscent(Method):
     default_epochs: ClassVar[int] = 3
     default_lr: ClassVar[float] = 2e-4
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         ce = cross_entropy(ctx, [forget])
         return {"loss": -ce, "forget_ce": ce.detach()}
 

@@ -32,11 +32,13 @@ class L1Sparse(Method):
     Params: ClassVar[type[MethodParams]] = L1SparseParams
 
     def setup(self, ctx: FitContext) -> None:
-        from rfau_cli.loop import local_steps_per_epoch
+        from rfau_cli.methods.loop import local_steps_per_epoch
 
         self.total_steps = ctx.settings.epochs * local_steps_per_epoch(self, ctx)
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         ce = cross_entropy(ctx, retain)
         weight = ctx.params.l1 * max(0.0, 1.0 - step / self.total_steps)
         norm = sum(p.abs().sum() for p in ctx.model.parameters() if p.requires_grad)

@@ -29,7 +29,9 @@ class NegGradPlus(Method):
     default_lr: ClassVar[float] = 1e-3
     Params: ClassVar[type[MethodParams]] = NegGradPlusParams
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         a = ctx.params.retain_weight
         ce_f = cross_entropy(ctx, [forget])
         ce_r = cross_entropy(ctx, retain) if retain else ce_f.new_zeros(())  # --retain-ratio 0

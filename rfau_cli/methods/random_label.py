@@ -17,7 +17,9 @@ from rfau_cli.methods.base import FitContext, Method
 from rfau_cli.methods.finetune import cross_entropy
 
 
-def random_labels(labels: np.ndarray, num_labels: int, excluded: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+def random_labels(
+    labels: np.ndarray, num_labels: int, excluded: tuple[int, ...], rng: np.random.Generator
+) -> np.ndarray:
     """For each label, a uniformly random class that is neither it nor one of `excluded`."""
     allowed = np.setdiff1d(np.arange(num_labels), excluded)
     pos = np.searchsorted(allowed, labels)
@@ -49,7 +51,9 @@ class RandomLabel(Method):
     default_epochs: ClassVar[int] = 5
     default_lr: ClassVar[float] = 1e-3
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         return random_label_loss(ctx, forget, retain)
 
 

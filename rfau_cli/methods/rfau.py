@@ -62,7 +62,9 @@ class RFAUParams(MethodParams):
         50, "Fewest optimizer steps when --epochs is not given: the default epoch cap is raised to reach them.", ge=0
     )
     sample_epochs: int = param(
-        100, "Default epoch cap in sample mode (class mode: 20), which stops once the margins reach their targets.", ge=1
+        100,
+        "Default epoch cap in sample mode (class mode: 20), which stops once the margins reach their targets.",
+        ge=1,
     )
 
 
@@ -143,7 +145,9 @@ class RFAU(Method):
         runner = logits.gather(1, self.runner_up[slots][:, None])[:, 0]
         return true - runner, self.target_margin[slots]
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         import torch
 
         logits, taps = ctx.student(join([forget, *retain]))
@@ -162,7 +166,6 @@ class RFAU(Method):
         gamma = ctx.settings.gamma
         return {"loss": l_retain + gamma * l_forget, "retain": l_retain.detach(), "forget": l_forget.detach()}
 
-
     def stop_reason(self, ctx: FitContext, record: dict[str, float]) -> str | None:
         """Sample mode: stop once the forget rows' margins sit at their targets.
 
@@ -173,9 +176,12 @@ class RFAU(Method):
             # No forget row has been in its class for CLASS_STABLE_EPOCHS epochs, and neither
             # loss moves any more (spread within CLASS_FLAT_TOL of its size over those epochs).
             recent = [r.get("forget_acc", 1.0) for r in ctx.history[-CLASS_STABLE_EPOCHS:]]
-            if (len(recent) == CLASS_STABLE_EPOCHS and max(recent) == 0.0
-                    and is_flat(ctx.history, "forget", CLASS_STABLE_EPOCHS, CLASS_FLAT_TOL)
-                    and is_flat(ctx.history, "retain", CLASS_STABLE_EPOCHS, CLASS_FLAT_TOL)):
+            if (
+                len(recent) == CLASS_STABLE_EPOCHS
+                and max(recent) == 0.0
+                and is_flat(ctx.history, "forget", CLASS_STABLE_EPOCHS, CLASS_FLAT_TOL)
+                and is_flat(ctx.history, "retain", CLASS_STABLE_EPOCHS, CLASS_FLAT_TOL)
+            ):
                 return "converged: no forget row in its class for 3 epochs, forget and retain distances flat"
             return None
         if not len(self.check_rows):

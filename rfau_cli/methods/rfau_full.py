@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rfau_cli.methods.base import FitContext
-from rfau_cli.settings import MethodParams
 from rfau_cli.methods.rfau import RFAU
+from rfau_cli.settings import MethodParams
 
 
 class RFAUFull(RFAU):

@@ -40,7 +40,9 @@ def saliency_masks(grads: list[Any], fraction: float) -> list[Any]:
 
 @dataclass(frozen=True)
 class SalUnParams(MethodParams):
-    saliency: float = param(0.5, "Fraction of the weights updated: those with the largest forget-CE gradient.", ge=0, le=1)
+    saliency: float = param(
+        0.5, "Fraction of the weights updated: those with the largest forget-CE gradient.", ge=0, le=1
+    )
 
 
 class SalUn(Method):
@@ -71,7 +73,9 @@ class SalUn(Method):
         kept = sum(int(m.sum()) for m in self.masks)
         ctx.state["salun_masked_fraction"] = kept / max(sum(m.numel() for m in self.masks), 1)
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         return random_label_loss(ctx, forget, retain)
 
     def after_backward(self, ctx: FitContext) -> None:

@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rfau_cli.methods.base import FitContext, Method
-from rfau_cli.methods.base import join
+from rfau_cli.methods.base import FitContext, Method, join
 from rfau_cli.settings import MethodParams, param
 
 
@@ -52,13 +51,15 @@ class Scrub(Method):
 
     def setup(self, ctx: FitContext) -> None:
         from rfau_cli.errors import InputError
-        from rfau_cli.loop import local_steps_per_epoch
+        from rfau_cli.methods.loop import local_steps_per_epoch
 
         if ctx.settings.retain_ratio < 1:
             raise InputError("scrub needs kept-data batches for its min steps: use --retain-ratio 1 or more")
         self.steps_per_epoch = local_steps_per_epoch(self, ctx)
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         import torch
 
         hp = ctx.params

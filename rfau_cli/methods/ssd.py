@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rfau_cli.methods.base import FitContext, Method
+from rfau_cli.methods.base import FitContext, Method, Train
 from rfau_cli.settings import MethodParams, param
 
 RETAIN_ROWS = 4096  # D_r rows for its Fisher estimate (seeded sample; the mean converges fast)
@@ -52,10 +52,11 @@ class SSD(Method):
     default_lr: ClassVar[float] = 1e-3
     Params: ClassVar[type[MethodParams]] = SSDParams
 
-    def fit(self, ctx: FitContext) -> dict[str, Any]:
+    def fit(self, ctx: FitContext, train: Train) -> dict[str, Any]:
+        """No gradient steps: dampen the selected weights once (`train` is not used)."""
         import torch
 
-        from rfau_cli.loop import forget_accuracy
+        from rfau_cli.methods.loop import forget_accuracy
 
         params = [p for p in ctx.model.parameters() if p.requires_grad]
         retain = ctx.splits.retain

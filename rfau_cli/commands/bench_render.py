@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rfau_cli.bench import NONE, REFERENCE
-
+from rfau_cli.commands.bench import NONE, REFERENCE
 
 # (summary key, column title, short title for the terminal, how to format)
 COLUMNS = (
@@ -39,7 +38,9 @@ def _cell(stat: dict[str, Any] | None, kind: str, missing: str = "-") -> str:
     mean, std = (stat or {}).get("mean"), (stat or {}).get("std")
     if mean is None:
         return missing
-    scale, digits = {"pct": (100, 2), "share": (100, 0), "pp": (1, 2), "auc": (1, 3), "sec": (1, 1), "int": (1, 0)}[kind]
+    scale, digits = {"pct": (100, 2), "share": (100, 0), "pp": (1, 2), "auc": (1, 3), "sec": (1, 1), "int": (1, 0)}[
+        kind
+    ]
     if kind == "int":
         return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std else "")
     text = f"{mean * scale:.{digits}f}"
@@ -73,7 +74,10 @@ def table_rows(result: dict[str, Any], short: bool = False) -> list[list[str]]:
     for row in result["summary"]:
         name = row_name(row["method"])
         if row["status"] == "failed":
-            rows.append([name, "failed" if short else f"failed: {row['errors'][0] if row['errors'] else ''}"] + [""] * (len(COLUMNS) - 1))
+            rows.append(
+                [name, "failed" if short else f"failed: {row['errors'][0] if row['errors'] else ''}"]
+                + [""] * (len(COLUMNS) - 1)
+            )
             continue
         if row["status"] == "partial":
             name += f" ({row['seeds_ok']}/{row['seeds']} {'references' if row['method'] == REFERENCE else 'seeds'})"
@@ -89,7 +93,8 @@ def describe(result: dict[str, Any]) -> list[str]:
     if ref["source"] == "checkpoint":
         source = f"{len(labels)} checkpoint{'s' if len(labels) != 1 else ''} ({', '.join(labels)})"
     else:
-        source = f"retrained on D_r with seed{'s' if len(ref.get('seeds', [])) != 1 else ''} {', '.join(map(str, ref.get('seeds', [])))}"
+        source = (f"retrained on D_r with seed{'s' if len(ref.get('seeds', [])) != 1 else ''} "
+            f"{', '.join(map(str, ref.get('seeds', [])))}")
     floor = result.get("floor") or {}
     if _floor_known(result):
         removable = result.get("removable_gap_pp")
@@ -101,9 +106,11 @@ def describe(result: dict[str, Any]) -> list[str]:
         if removable is not None and removable <= 0:
             floor_text += " Doing nothing is already within the floor: share closed is n/a."
     else:
-        floor_text = "Floor: n/a (one reference; give --reference-seeds 0,1,2 or several --reference for the floor and the share closed)."
+        floor_text = ("Floor: n/a (one reference; give --reference-seeds 0,1,2 or several --reference for the "
+            "floor and the share closed).")
     return [
-        f"Method seeds: {seeds}. References: {source}. Every model audited on the same rows (audit seed {result.get('audit_seed', '-')}).",
+        f"Method seeds: {seeds}. References: {source}. Every model audited on the same rows (audit seed "
+        f"{result.get('audit_seed', '-')}).",
         "",
         floor_text,
         "",
@@ -119,9 +126,14 @@ def _none_gap(result: dict[str, Any]) -> dict[str, Any] | None:
 
 def render_markdown(result: dict[str, Any]) -> str:
     """bench.md: a title line, the floor, the table, and the errors of failed runs."""
-    lines = ["# rfau bench", "", *describe(result), "",
-             "| " + " | ".join(HEADER) + " |",
-             "|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|"]
+    lines = [
+        "# rfau bench",
+        "",
+        *describe(result),
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|",
+    ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(result)]
     failures = [f"- {_who(r)}: {r['error']}" for r in result["runs"] if r["status"] != "ok"]
     if failures:
@@ -153,7 +165,9 @@ def print_bench_table(result: dict[str, Any], out_dir: Path) -> None:
     for run in result["runs"]:
         if run["status"] != "ok":
             console.print(f"[red]failed[/]: {_who(run)}: {run['error']}", highlight=False)
-    console.print(f"wall time {result['wall_time_s']:.1f}s; wrote {', '.join(str(Path(out_dir) / f) for f in result['files'])}")
+    console.print(
+        f"wall time {result['wall_time_s']:.1f}s; wrote {', '.join(str(Path(out_dir) / f) for f in result['files'])}"
+    )
 
 
 def render_plot(result: dict[str, Any], path: Path) -> None:
@@ -171,19 +185,41 @@ def render_plot(result: dict[str, Any], path: Path) -> None:
 
     shares = [r["share_closed"] for r in rows]
     if _floor_known(result) and any(s["mean"] is not None for s in shares):
-        left.bar(x, [100 * (s["mean"] or 0.0) for s in shares], yerr=[100 * (s["std"] or 0.0) for s in shares],
-                 width=0.6, capsize=3, color="tab:blue", alpha=0.8)
+        left.bar(
+            x,
+            [100 * (s["mean"] or 0.0) for s in shares],
+            yerr=[100 * (s["std"] or 0.0) for s in shares],
+            width=0.6,
+            capsize=3,
+            color="tab:blue",
+            alpha=0.8,
+        )
         left.axhline(100, color="tab:green", linestyle="--", label="floor (as close as another retrain)")
         left.axhline(0, color="tab:red", linestyle=":", label="none (doing nothing)")
         left.legend(fontsize=8, loc="best")
     else:
-        left.text(0.5, 0.5, "floor n/a: one reference\n(--reference-seeds 0,1,2)", ha="center", va="center", transform=left.transAxes)
+        left.text(
+            0.5,
+            0.5,
+            "floor n/a: one reference\n(--reference-seeds 0,1,2)",
+            ha="center",
+            va="center",
+            transform=left.transAxes,
+        )
     left.set_ylabel("share of the removable gap closed (%)")
     left.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
     left.grid(True, axis="y", alpha=0.3)
 
     gaps = [r["avg_gap_pp"] for r in rows]
-    right.bar(x, [g["mean"] or 0.0 for g in gaps], yerr=[g["std"] or 0.0 for g in gaps], width=0.6, capsize=3, color="tab:gray", alpha=0.8)
+    right.bar(
+        x,
+        [g["mean"] or 0.0 for g in gaps],
+        yerr=[g["std"] or 0.0 for g in gaps],
+        width=0.6,
+        capsize=3,
+        color="tab:gray",
+        alpha=0.8,
+    )
     floor = result.get("floor") or {}
     if floor.get("mean") is not None:
         right.axhline(floor["mean"], color="tab:green", linestyle="--", label=f"floor {floor['mean']:.2f} pp")
@@ -198,7 +234,9 @@ def render_plot(result: dict[str, Any], path: Path) -> None:
     right.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
     right.grid(True, axis="y", alpha=0.3)
     n = len(result["seeds"])
-    fig.suptitle(f"rfau bench ({n} seed{'s' if n > 1 else ''}, {len(result['reference'].get('labels') or [1])} reference(s))")
+    fig.suptitle(
+        f"rfau bench ({n} seed{'s' if n > 1 else ''}, {len(result['reference'].get('labels') or [1])} reference(s))"
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -49,7 +49,11 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     if cfg.data.test_data is None:
         raise InputError("audit needs --test-data: held-out rows are the attacks' non-members")
     ref = resolve_checkpoint(cfg.model, cfg.adapter)
-    others = {name: resolve_checkpoint(path) for name, path in (("original", cfg.original), ("reference", cfg.reference)) if path}
+    others = {
+        name: resolve_checkpoint(path)
+        for name, path in (("original", cfg.original), ("reference", cfg.reference))
+        if path
+    }
     for name, other in others.items():
         _check_compatible(ref, other, name)
     with Progress(cfg.runtime.quiet) as progress:
@@ -66,10 +70,20 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         if "reference" in others:
             with progress.phase("reference"):
                 result["reference"] = reference_block(job, others["reference"], attacks, result, original)
-    result["timings_s"] = {**{k: round(v, 3) for k, v in progress.phases.items()}, "total": round(time.perf_counter() - started, 3)}
+    result["timings_s"] = {
+        **{k: round(v, 3) for k, v in progress.phases.items()},
+        "total": round(time.perf_counter() - started, 3),
+    }
     checked = evaluate_gates(gates, gate_values(result))
     result["gates"] = [
-        {"expr": r.gate.expr, "key": r.gate.key, "op": r.gate.op, "value": r.gate.value, "actual": r.actual, "passed": r.passed}
+        {
+            "expr": r.gate.expr,
+            "key": r.gate.key,
+            "op": r.gate.op,
+            "value": r.gate.value,
+            "actual": r.actual,
+            "passed": r.passed,
+        }
         for r in checked
     ]
     result["passed"] = all(r.passed for r in checked)
@@ -82,7 +96,7 @@ def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[st
     """The JSON header: what was audited, how, on how many rows; then the model's metrics."""
     from rfau_cli.audit import RETAIN_SAMPLE_MIN
     from rfau_cli.checkpoint import sha256_file
-    from rfau_cli.report import SCHEMA_VERSION, library_versions
+    from rfau_cli.report import report_header
     from rfau_cli.runtime import precision_name
 
     splits, sizes = job.splits, metrics.pop("sizes")
@@ -90,10 +104,7 @@ def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[st
         in_forget = int(np.isin(splits.test_labels, splits.forget_classes).sum())
         sizes.update(test_forget=in_forget, test_retain=sizes["test"] - in_forget)
     return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "rfau",
-        "command": COMMAND,
-        "versions": library_versions(),
+        **report_header(COMMAND),
         "inputs": {
             "model": str(job.ref.dir),
             "adapter": str(job.ref.adapter_dir) if job.ref.adapter_dir else None,
@@ -126,7 +137,9 @@ def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[st
     }
 
 
-def reference_block(job: Any, ref: Any, attacks: tuple[str, ...], result: dict[str, Any], original: Any) -> dict[str, Any]:
+def reference_block(
+    job: Any, ref: Any, attacks: tuple[str, ...], result: dict[str, Any], original: Any
+) -> dict[str, Any]:
     """The reference model's metrics (and distance to the original), and the gap to them."""
     from rfau_cli.audit import compare_to_original, reference_gap
 
@@ -162,7 +175,9 @@ def check_attacks(attacks: tuple[str, ...]) -> tuple[str, ...]:
 
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown or not attacks:
-        raise InputError(f"--attacks: unknown attack {', '.join(unknown) or '(none)'}; choose from {', '.join(ATTACKS)}")
+        raise InputError(
+            f"--attacks: unknown attack {', '.join(unknown) or '(none)'}; choose from {', '.join(ATTACKS)}"
+        )
     return tuple(dict.fromkeys(attacks))
 
 

@@ -31,12 +31,9 @@ Time is the unlearning itself (the run's setup + fit phases), not loading or aud
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from rfau_cli.errors import InputError
+from rfau_cli.runtime import peak_memory
 from rfau_cli.settings import BenchConfig, RetrainConfig, UnlearnConfig
 
 BENCH_JSON = "bench.json"
@@ -53,12 +51,17 @@ RUNS_DIR = "runs"
 REFERENCE = "retrain"
 NONE = "none"  # the row of doing nothing: the original model
 # Bench column -> key of the flattened audit metrics (TA: see _selected).
-METRICS = {"ua": "forget.ua", "ra": "retain.acc", "ta": "test.acc", "mia_efficacy": "mia.efficacy", "loss_auc": "mia.loss_auc"}
+METRICS = {
+    "ua": "forget.ua",
+    "ra": "retain.acc",
+    "ta": "test.acc",
+    "mia_efficacy": "mia.efficacy",
+    "loss_auc": "mia.loss_auc",
+}
 # Numbers a run's "gap" holds.
 GAP_NUMBERS = ("avg_gap_pp", "loss_auc_gap", "share_closed")
 # Columns aggregated over seeds (mean and spread).
 NUMBERS = (*METRICS, *GAP_NUMBERS, "time_s", "total_s", "peak_memory_mib", "trainable_parameters")
-RSS_POLL_S = 0.05  # how often the memory sampler reads the resident set size
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     Raises:
         InputError: bad input (before any run, or while loading a reference); nothing is written.
     """
-    from rfau_cli.bench_render import render_markdown, render_plot
     from rfau_cli.checkpoint import atomic_output_dir
+    from rfau_cli.commands.bench_render import render_markdown, render_plot
     from rfau_cli.progress import Progress
-    from rfau_cli.report import SCHEMA_VERSION, library_versions, write_report
+    from rfau_cli.report import report_header, write_report
 
     started = time.perf_counter()
     names = check_bench(cfg)
@@ -127,10 +130,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         for run in runs:
             run.pop("audit", None)
         result = {
-            "schema_version": SCHEMA_VERSION,
-            "tool": "rfau",
-            "command": "bench",
-            "versions": library_versions(),
+            **report_header("bench"),
             "settings": cfg.as_dict(),
             "reference": {
                 "source": "checkpoint" if cfg.references else "retrain",
@@ -143,7 +143,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "methods": names,
             "seeds": list(cfg.seeds),
             "floor": floor,
-            "none": {"avg_gap_pp": none.get("gap", {}).get("avg_gap_pp_stats"), "loss_auc": none.get("metrics", {}).get("loss_auc")},
+            "none": {
+                "avg_gap_pp": none.get("gap", {}).get("avg_gap_pp_stats"),
+                "loss_auc": none.get("metrics", {}).get("loss_auc"),
+            },
             "removable_gap_pp": removable_gap(gap_none, floor["mean"]),
             "reference_loss_auc": auc_ref,
             "runs": runs,
@@ -172,12 +175,16 @@ def check_bench(cfg: BenchConfig) -> list[str]:
     if len(set(cfg.reference_seeds)) != len(cfg.reference_seeds):
         raise InputError(f"--reference-seeds must be distinct integers, got {list(cfg.reference_seeds)}")
     if cfg.references and cfg.reference_seeds:
-        raise InputError("--reference and --reference-seeds exclude each other: give checkpoints or seeds to retrain with")
+        raise InputError(
+            "--reference and --reference-seeds exclude each other: give checkpoints or seeds to retrain with"
+        )
     if len({Path(p).resolve() for p in cfg.references}) != len(cfg.references):
         raise InputError("--reference names the same checkpoint twice: the floor needs distinct retrains")
     names = list(dict.fromkeys(cfg.methods)) or list(REGISTRY)
     if REFERENCE in names or NONE in names:
-        raise InputError(f"{REFERENCE} is the reference and {NONE} the original model: rows of every bench, not methods")
+        raise InputError(
+            f"{REFERENCE} is the reference and {NONE} the original model: rows of every bench, not methods"
+        )
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
@@ -238,7 +245,9 @@ def noise_floor(audits: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict
     return {**_mean_std([p["avg_gap_pp"] for p in pairs]), "pairs": pairs}
 
 
-def gap_to_references(metrics: dict[str, Any], references: Sequence[dict[str, Any]], reference_auc: float | None) -> dict[str, Any]:
+def gap_to_references(
+    metrics: dict[str, Any], references: Sequence[dict[str, Any]], reference_auc: float | None
+) -> dict[str, Any]:
     """A model's gaps to each reference (`audit.reference_gap`) and their mean over references.
 
     `references` are reference runs ({label, audit}); `reference_auc` the references' mean
@@ -250,7 +259,13 @@ def gap_to_references(metrics: dict[str, Any], references: Sequence[dict[str, An
     per_reference = []
     for ref in references:
         gap = reference_gap(metrics, ref["audit"])
-        per_reference.append({"reference": ref["label"], "avg_gap_pp": gap["avg_gap_pp"], "per_metric_pp": _per_metric(metrics, ref["audit"])})
+        per_reference.append(
+            {
+                "reference": ref["label"],
+                "avg_gap_pp": gap["avg_gap_pp"],
+                "per_metric_pp": _per_metric(metrics, ref["audit"]),
+            }
+        )
     keys = list(reference_gap(metrics, references[0]["audit"]).get("avg_gap_keys", [])) if references else []
     auc = _selected(metrics)["loss_auc"]
     return {
@@ -318,16 +333,20 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -
         if spec.path is not None:
             metrics = _audit(job, spec.path)
             return {**record, "path": str(spec.path), "status": "ok", "audit": metrics, "metrics": _selected(metrics)}
-        from rfau_cli.retrain import run_retrain
+        from rfau_cli.commands.retrain import run_retrain
 
         run_dir = out / RUNS_DIR / spec.label
         retrain = RetrainConfig(
-            model=cfg.model, out=run_dir, data=cfg.data, init=cfg.retrain_init,
-            hparams=replace(cfg.retrain_hparams, seed=spec.seed), runtime=replace(cfg.runtime, quiet=True, json=False),
+            model=cfg.model,
+            out=run_dir,
+            data=cfg.data,
+            init=cfg.retrain_init,
+            hparams=replace(cfg.retrain_hparams, seed=spec.seed),
+            runtime=replace(cfg.runtime, quiet=True, json=False),
         )
         with peak_memory() as peak:
             report = run_retrain(retrain)
-        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak, _audit(job, run_dir))}
+        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak(), _audit(job, run_dir))}
     except InputError:
         raise
     except Exception as err:  # any other failure of one run is recorded; the bench goes on
@@ -337,7 +356,13 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -
 def _none_run(job: Any, refs: list[dict[str, Any]], auc: float | None, floor: float | None) -> dict[str, Any]:
     """Doing nothing: the original model, audited and gapped like every method."""
     _, metrics = job.audit(job.model)
-    record: dict[str, Any] = {"method": NONE, "role": "none", "seed": None, "status": "ok", "metrics": _selected(metrics)}
+    record: dict[str, Any] = {
+        "method": NONE,
+        "role": "none",
+        "seed": None,
+        "status": "ok",
+        "metrics": _selected(metrics),
+    }
     if refs:
         gap = gap_to_references(metrics, refs, auc)
         gap["avg_gap_pp_stats"] = _mean_std([g["avg_gap_pp"] for g in gap["per_reference"]])
@@ -347,8 +372,8 @@ def _none_run(job: Any, refs: list[dict[str, Any]], auc: float | None, floor: fl
 
 def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> dict[str, Any]:
     """One method, one seed, through `run_unlearn`; any failure becomes a record."""
+    from rfau_cli.commands.unlearn import run_unlearn
     from rfau_cli.methods import load_method
-    from rfau_cli.unlearn import run_unlearn
 
     run_dir = out / RUNS_DIR / f"{name}-s{seed}"
     record: dict[str, Any] = {"method": name, "role": "method", "seed": seed, "dir": f"{RUNS_DIR}/{run_dir.name}"}
@@ -358,7 +383,11 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> 
             # Small outputs: the adapter for LoRA methods, the weights for the others.
             save = "adapter" if method.uses_lora else "merged"
             unlearn = UnlearnConfig(
-                model=cfg.model, out=run_dir, data=cfg.data, method=name, save=save,
+                model=cfg.model,
+                out=run_dir,
+                data=cfg.data,
+                method=name,
+                save=save,
                 hparams=replace(cfg.hparams, seed=seed, sets=sets_for(cfg.hparams.sets, method)),
                 runtime=replace(cfg.runtime, quiet=True, json=False),
             )
@@ -368,7 +397,7 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> 
         if not run_dir.exists():
             record.pop("dir")  # nothing was written: run_unlearn's output is atomic
         return {**record, "status": "failed", "error": one_line(err)}
-    return {**record, **_numbers(report, peak, metrics)}
+    return {**record, **_numbers(report, peak(), metrics)}
 
 
 def _numbers(report: dict[str, Any], peak: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
@@ -404,7 +433,9 @@ def _per_metric(metrics: dict[str, Any], reference: dict[str, Any]) -> dict[str,
 # ---- summary -----------------------------------------------------------------------------------
 
 
-def summarize(runs: list[dict[str, Any]], names: list[str], floor: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def summarize(
+    runs: list[dict[str, Any]], names: list[str], floor: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """One row a method: mean and spread (sample std; None with one seed) of each number.
 
     The reference row's avg gap is the floor (its spread over pairs of references); the none
@@ -484,41 +515,3 @@ def _log(progress: Any, run: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{run['time_s']:.1f}s")
     progress.log(f"[bold]{who}[/]: {', '.join(parts) or 'done'}")
     return run
-
-
-@contextlib.contextmanager
-def peak_memory() -> Iterator[dict[str, float]]:
-    """Peak memory of the block, in MiB: the process's resident set (sampled; Linux) and CUDA.
-
-    `ru_maxrss` only grows within a process, so runs after the first would all report the
-    largest so far; sampling the current RSS gives each run its own peak.
-    """
-    import torch
-
-    out: dict[str, float] = {}
-    statm = Path("/proc/self/statm")
-    page_mib = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024) if hasattr(os, "sysconf") else 0.0
-    stop = threading.Event()
-    peak = [0.0]
-
-    def sample() -> None:
-        while True:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                peak[0] = max(peak[0], int(statm.read_text().split()[1]) * page_mib)
-            if stop.wait(RSS_POLL_S):
-                return
-
-    sampler = threading.Thread(target=sample, daemon=True) if statm.exists() else None
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    if sampler is not None:
-        sampler.start()
-    try:
-        yield out
-    finally:
-        stop.set()
-        if sampler is not None:
-            sampler.join()
-            out["cpu_rss_mib"] = round(peak[0], 1)
-        if torch.cuda.is_available():
-            out["cuda_mib"] = round(torch.cuda.max_memory_allocated() / (1024 * 1024), 1)

@@ -72,7 +72,9 @@ class Retrain(Method):
             torch.manual_seed(ctx.settings.seed)
             return fresh_model(ctx.model.config)
 
-    def loss(self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    def loss(
+        self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
+    ) -> dict[str, Any]:
         import torch
 
         batch = retain[0]
@@ -92,13 +94,18 @@ def run_retrain(cfg: RetrainConfig) -> dict[str, Any]:
         InputError: bad input (as `rfau unlearn`), or an `--init` checkpoint whose
             architecture or label count differs from `--model`'s.
     """
-    from rfau_cli.unlearn import run_unlearn
+    from rfau_cli.commands.unlearn import run_unlearn
 
     if cfg.init is not None:
         _check_init(cfg.model, cfg.init)
     unlearn_cfg = UnlearnConfig(
-        model=cfg.model, out=cfg.out, data=cfg.data, method=Retrain.name, save="merged",
-        hparams=cfg.hparams, runtime=cfg.runtime,
+        model=cfg.model,
+        out=cfg.out,
+        data=cfg.data,
+        method=Retrain.name,
+        save="merged",
+        hparams=cfg.hparams,
+        runtime=cfg.runtime,
     )
     return run_unlearn(unlearn_cfg, method=Retrain(cfg.init), command="retrain")
 
@@ -114,4 +121,3 @@ def _check_init(model: Path, init: Path) -> None:
             f"--init {init} is a {start.architecture} with {start.num_labels} labels; --model is a "
             f"{ref.architecture} with {ref.num_labels}: retraining needs the same architecture"
         )
-

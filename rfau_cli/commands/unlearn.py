@@ -28,13 +28,18 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     `method` overrides the registry lookup of `cfg.method` (`rfau retrain` passes its own).
     """
     from rfau_cli.checkpoint import (
-        atomic_output_dir, check_model, check_output_dir, claim_output_dir, resolve_checkpoint, save_model,
+        atomic_output_dir,
+        check_model,
+        check_output_dir,
+        claim_output_dir,
+        resolve_checkpoint,
+        save_model,
     )
     from rfau_cli.job import prepare_job
     from rfau_cli.methods import load_method
     from rfau_cli.progress import Progress
     from rfau_cli.report import write_report
-    from rfau_cli.runtime import check_ranks_agree, settle_processes, wait_and_share
+    from rfau_cli.runtime import check_ranks_agree, peak_memory, settle_processes, wait_and_share
 
     started = time.perf_counter()
     check_output_dir(cfg.out)
@@ -54,7 +59,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     )
     # `--out` is claimed (its temporary sibling created) before any heavy work; a failure
     # anywhere below removes it.
-    with claim_output_dir(cfg.out) as claim, Progress(cfg.runtime.quiet) as progress:
+    with claim_output_dir(cfg.out) as claim, Progress(cfg.runtime.quiet) as progress, peak_memory() as memory:
         with progress.phase("load"):
             job = prepare_job(ref, cfg.data, cfg.runtime, settings.seed, progress)
         # Several processes: all of them set up and fit (each on its shard of every batch);
@@ -72,9 +77,13 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                 if differ is not None:
                     ctx.state["ranks_setup_max_rel_diff"] = differ
                     if differ > 1e-4:
-                        progress.log(f"warning: the processes computed different targets (relative difference {differ:.1e})")
+                        progress.log(
+                            f"warning: the processes computed different targets (relative difference {differ:.1e})"
+                        )
             with progress.phase("fit"):
-                training = method.fit(ctx)
+                from rfau_cli.methods.loop import train  # imports torch: the input checks above run without it
+
+                training = method.fit(ctx, train)
             report = None
             if main:
                 with atomic_output_dir(cfg.out, claim) as tmp:
@@ -84,8 +93,15 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                         after_scores, after = job.audit(model)
                     from rfau_cli.audit import compare_to_original
 
-                    metrics = {"before": before, "after": after, "original": compare_to_original(after_scores, before_scores)}
-                    report = build_report(cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command)
+                    metrics = {
+                        "before": before,
+                        "after": after,
+                        "original": compare_to_original(after_scores, before_scores),
+                    }
+                    report = build_report(
+                        cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command,
+                        memory=memory(),
+                    )
                     write_report(report, tmp / REPORT_FILE)
             report = wait_and_share(job.accelerator, report)
         except (MemoryError, RuntimeError) as err:
@@ -106,19 +122,28 @@ def _check_save(cfg: UnlearnConfig, method: Any) -> UnlearnConfig:
     return cfg
 
 
-def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: Any, training: dict[str, Any],
-                 metrics: dict[str, Any], phases: dict[str, float], started: float, out: Any, command: str) -> dict[str, Any]:
+def build_report(
+    cfg: UnlearnConfig,
+    job: Any,
+    method: Any,
+    settings: Any,
+    ctx: Any,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    phases: dict[str, float],
+    started: float,
+    out: Any,
+    command: str,
+    memory: dict[str, float],
+) -> dict[str, Any]:
     """Everything needed to trust and rerun the job (DESIGN.md, Outputs)."""
     from rfau_cli.checkpoint import sha256_file, sha256_tree
-    from rfau_cli.report import SCHEMA_VERSION, library_versions
-    from rfau_cli.runtime import distributed_info, peak_memory, precision_name
+    from rfau_cli.report import report_header
+    from rfau_cli.runtime import distributed_info, precision_name
 
     splits = job.splits
     return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "rfau",
-        "command": command,
-        "versions": library_versions(),
+        **report_header(command),
         "inputs": {
             "model": str(job.ref.dir),
             "architecture": job.ref.architecture,
@@ -137,15 +162,18 @@ def build_report(cfg: UnlearnConfig, job: Any, method: Any, settings: Any, ctx: 
         "forget_classes": list(splits.forget_classes),
         "method": method.name,
         "settings": {
-            **_settings_dict(settings), "save": cfg.save, "split": cfg.data.split,
-            "cache_mb": cfg.runtime.cache_mb, "workers": cfg.runtime.workers,
+            **_settings_dict(settings),
+            "save": cfg.save,
+            "split": cfg.data.split,
+            "cache_mb": cfg.runtime.cache_mb,
+            "workers": cfg.runtime.workers,
         },
         "seed": settings.seed,
         "device": str(job.accelerator.device),
         "precision": precision_name(job.accelerator),
         **distributed_info(job.accelerator),
         "timings_s": {**{k: round(v, 3) for k, v in phases.items()}, "total": round(time.perf_counter() - started, 3)},
-        "peak_memory_mib": peak_memory(),
+        "peak_memory_mib": memory,
         "trainable_parameters": int(training.get("trainable_parameters", _count_trainable(ctx.model))),
         "training": {
             "epochs": training.get("epochs", len(training.get("history", []))),

@@ -14,6 +14,8 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import torch
+from accelerate.utils import broadcast_object_list
 
 from rfau_cli.errors import RunError
 from rfau_cli.methods.base import FitContext, Method
@@ -136,7 +138,6 @@ def agreed_stop(ctx: FitContext, reason: str | None) -> str | None:
     acc = ctx.accelerator
     if acc.num_processes == 1:
         return reason
-    from accelerate.utils import broadcast_object_list
 
     box = [reason]
     broadcast_object_list(box, from_process=0)
@@ -145,8 +146,6 @@ def agreed_stop(ctx: FitContext, reason: str | None) -> str | None:
 
 def train(method: Method, ctx: FitContext) -> dict[str, Any]:
     """Run `epochs` passes of the method's loss; returns a per-epoch history."""
-    import torch
-
     s = ctx.settings
     acc = ctx.accelerator
     params = trainable_parameters(ctx.model)
@@ -229,8 +228,6 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
 
 def forget_accuracy(ctx: FitContext) -> float:
     """Accuracy on (a fixed sample of) D_f, for the progress line."""
-    import torch
-
     rows = ctx.splits.forget[:EVAL_ROWS]
     chunks = [rows[start : start + 256] for start in range(0, len(rows), 256)]
     if ctx.inputs is not None:
