@@ -29,6 +29,12 @@ MIXED_ROWS = (5, 17)  # rows of the mixed-size set that are 12x12 instead of 8x8
 # ---- helpers ---------------------------------------------------------------------------------
 
 
+
+def unlearn_small(cli, model: Path, small: dict, forget: Path, out: Path, *extra: object):
+    """`rfau unlearn` on the small data set (the shape most cases share)."""
+    return invoke(cli, "unlearn", "-m", model, "-d", small["train"], "--test-data", small["test"], "-f", forget,
+                  "-o", out, *extra)
+
 def snapshot(*roots: Path) -> dict[str, tuple[str, int]]:
     """Every file and directory under `roots`: content hash (files) and permission bits."""
     out = {}
@@ -326,21 +332,7 @@ def test_existing_out_is_refused_and_untouched(resnet_ckpt, small, ws, cli) -> N
     out = write(ws / "out" / "keep.txt", "mine").parent
     forget = write(ws.parent / "forget.txt", POISON)
     before = snapshot(ws.parent)
-    result = invoke(
-        cli,
-        "unlearn",
-        "-m",
-        resnet_ckpt,
-        "-d",
-        small["train"],
-        "--test-data",
-        small["test"],
-        "-f",
-        forget,
-        "-o",
-        out,
-        "-q",
-    )
+    result = unlearn_small(cli, resnet_ckpt, small, forget, out, "-q")
     assert "already exists" in one_error_line(result, 2)
     assert snapshot(ws.parent) == before
 
@@ -351,21 +343,7 @@ def test_concurrent_run_to_the_same_out_is_refused(resnet_ckpt, small, ws, cli, 
     write(claim / "partial.bin", b"theirs")
     forget = write(ws.parent / "forget.txt", POISON)
     before = snapshot(ws.parent)
-    result = invoke(
-        cli,
-        "unlearn",
-        "-m",
-        resnet_ckpt,
-        "-d",
-        small["train"],
-        "--test-data",
-        small["test"],
-        "-f",
-        forget,
-        "-o",
-        ws / "out",
-        "-q",
-    )
+    result = unlearn_small(cli, resnet_ckpt, small, forget, ws / "out", "-q")
     assert f"being written by another rfau run (pid {live_pid})" in one_error_line(result, 2)
     assert snapshot(ws.parent) == before  # their temporary directory is untouched
 
@@ -376,21 +354,7 @@ def test_stale_temporaries_of_dead_runs_are_removed(resnet_ckpt, small, ws, cli)
     stale = write(ws / f".out.tmp-{pid}-{start}-dead01" / "model.safetensors", b"half").parent
     other = write(ws / ".other.tmp-1-0-keep01" / "x", b"not ours").parent  # another --out's: kept
     forget = write(ws.parent / "forget.txt", "1\n99999\n")
-    result = invoke(
-        cli,
-        "unlearn",
-        "-m",
-        resnet_ckpt,
-        "-d",
-        small["train"],
-        "--test-data",
-        small["test"],
-        "-f",
-        forget,
-        "-o",
-        ws / "out",
-        "-q",
-    )
+    result = unlearn_small(cli, resnet_ckpt, small, forget, ws / "out", "-q")
     one_error_line(result, 2)
     assert not stale.exists()
     assert other.exists()
@@ -400,23 +364,7 @@ def test_stale_temporaries_of_dead_runs_are_removed(resnet_ckpt, small, ws, cli)
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda_fails_before_loading(resnet_ckpt, small, ws, cli) -> None:
     forget = write(ws.parent / "forget.txt", POISON)
-    result = invoke(
-        cli,
-        "unlearn",
-        "-m",
-        resnet_ckpt,
-        "-d",
-        small["train"],
-        "--test-data",
-        small["test"],
-        "-f",
-        forget,
-        "-o",
-        ws / "out",
-        "--device",
-        "cuda",
-        "-q",
-    )
+    result = unlearn_small(cli, resnet_ckpt, small, forget, ws / "out", "--device", "cuda", "-q")
     assert "--device cuda: no CUDA device" in one_error_line(result, 2)
     assert list(ws.iterdir()) == []
 
