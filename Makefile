@@ -28,10 +28,13 @@ test: venv
 
 # The scenarios of benchmarks/scenarios.py (inputs cached under bench-out/inputs, each run in
 # its own dated folder); e.g. make bench BENCH_ARGS="--scenarios resnet-mem --methods rfau,finetune"
+# One torch thread unless told otherwise: the models it trains are then the same on every run
+# (two threads sum floats in another order and train another original).
 BENCH_OUT ?= bench-out
 BENCH_ARGS ?=
+BENCH_THREADS ?= 1
 bench: venv
-	$(PY) benchmarks/scenarios.py --out $(BENCH_OUT)/scenarios-$$(date +%Y%m%d-%H%M%S) --cache $(BENCH_OUT)/inputs $(BENCH_ARGS)
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(PY) benchmarks/scenarios.py --out $(BENCH_OUT)/scenarios-$$(date +%Y%m%d-%H%M%S) --cache $(BENCH_OUT)/inputs $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
