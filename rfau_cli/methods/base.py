@@ -43,6 +43,8 @@ class FitContext:
     inputs: Any | None = None  # InputCache (input_cache.py): each row encoded once per run
     teacher_store: Any | None = None  # TeacherCache (teacher_cache.py), made on first use
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch records so far
+    # (rows of D_f, the student's float logits on them) from the last per-epoch score (loop.py)
+    forget_eval: tuple[np.ndarray, Any] | None = None
 
     @property
     def params(self) -> Any:

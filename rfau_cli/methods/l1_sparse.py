@@ -32,9 +32,9 @@ class L1Sparse(Method):
     Params: ClassVar[type[MethodParams]] = L1SparseParams
 
     def setup(self, ctx: FitContext) -> None:
-        from rfau_cli.methods.loop import local_steps_per_epoch
+        from rfau_cli.methods.loop import steps_per_epoch
 
-        self.total_steps = ctx.settings.epochs * local_steps_per_epoch(self, ctx)
+        self.total_steps = ctx.settings.epochs * steps_per_epoch(self, ctx)
 
     def loss(
         self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int

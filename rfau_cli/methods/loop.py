@@ -70,20 +70,13 @@ def trainable_parameters(model: Any) -> list[Any]:
 
 
 def steps_per_epoch(method: Method, ctx: FitContext) -> int:
-    """Optimizer steps per epoch over all processes (one per batch of the driving split)."""
+    """Optimizer steps per epoch (one per batch of the driving split); every process takes
+    every step on its shard of the batches, so this is also each process's count."""
     driver = ctx.splits.forget if method.drive == "forget" else ctx.splits.retain
     full, rest = divmod(len(driver), ctx.settings.batch_size)
     if method.drop_small_last and full and rest < ctx.settings.batch_size / 2:
         return full  # the few rows left over are in other epochs' shuffles
     return max(1, math.ceil(len(driver) / ctx.settings.batch_size))
-
-
-def local_steps_per_epoch(method: Method, ctx: FitContext) -> int:
-    """Optimizer steps this process takes per epoch (for schedules that depend on the epoch).
-
-    Every process takes every step (on its shard of the batches), so this is steps_per_epoch.
-    """
-    return steps_per_epoch(method, ctx)
 
 
 def epochs_to_run(method: Method, ctx: FitContext) -> int:
@@ -96,7 +89,7 @@ def epochs_to_run(method: Method, ctx: FitContext) -> int:
     A user's explicit `--epochs` is never raised: it is what they asked for (the report's
     `training` block shows the steps it gave).
     """
-    if getattr(ctx.settings, "epochs_from_user", False):
+    if ctx.settings.epochs_from_user:
         return ctx.settings.epochs
     # A method may default to another cap per mode (RFAUParams.sample_epochs: RFAU's sample mode
     # runs to convergence) and to a minimum of steps; a method whose Params lack them has neither.
@@ -199,8 +192,7 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             step += 1
             ctx.progress.advance(task)
-        n = local_steps_per_epoch(method, ctx)
-        record = {"epoch": epoch + 1, **{k: v / n for k, v in mean_over_ranks(sums, acc).items()}}
+        record = {"epoch": epoch + 1, **{k: v / per_epoch for k, v in mean_over_ranks(sums, acc).items()}}
         record["forget_acc"] = forget_accuracy(ctx)
         history.append(record)
         ctx.progress.log_epoch(method.name, record)
@@ -217,7 +209,7 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
         "history": history,
         "epochs": len(history),
         "epochs_requested": s.epochs,
-        "epochs_source": "user" if getattr(s, "epochs_from_user", False) else "method default",
+        "epochs_source": "user" if s.epochs_from_user else "method default",
         "epochs_cap": epochs,
         "epochs_run": len(history),
         "steps": step,
@@ -227,15 +219,21 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
 
 
 def forget_accuracy(ctx: FitContext) -> float:
-    """Accuracy on (a fixed sample of) D_f, for the progress line."""
+    """Accuracy on (a fixed sample of) D_f, for the progress line.
+
+    The student's logits on those rows are kept in `ctx.forget_eval`, so a method's stop rule
+    (RFAU's margins) reads them instead of running the same forward pass again.
+    """
     rows = ctx.splits.forget[:EVAL_ROWS]
     chunks = [rows[start : start + 256] for start in range(0, len(rows), 256)]
     if ctx.inputs is not None:
         ctx.inputs.plan(chunks)
-    correct = 0
+    logits = []
     with torch.no_grad(), ctx.accelerator.autocast():
         for chunk in chunks:
-            batch = ctx.batch(chunk)
-            logits, _ = ctx.student(batch)
-            correct += int((logits.argmax(-1) == batch["labels"]).sum())
-    return correct / max(len(rows), 1)
+            out, _ = ctx.student(ctx.batch(chunk))
+            logits.append(out.float())
+    scores = torch.cat(logits) if logits else torch.zeros((0, ctx.num_labels), device=ctx.device)
+    ctx.forget_eval = (rows, scores)
+    labels = torch.as_tensor(ctx.splits.labels[rows], device=scores.device)
+    return int((scores.argmax(-1) == labels).sum()) / max(len(rows), 1)

@@ -11,7 +11,7 @@ Forgotten data:
   smooth-L1 loss on the logits, and training runs until the margins reach their targets.
   DESIGN.md asked for the head's input feature to move toward c' instead; measured over
   three retrain seeds, that feature target closed 4-42% of the removable gap because the
-  margins it asks for were never reached (README, "Sample forgetting: what was measured").
+  margins it asks for were never reached (docs/results.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from rfau_cli.settings import MethodParams, param
 
 PROTOTYPE_ROWS = 4096  # retain rows averaged into class prototypes (means converge fast)
 SCORE_BATCH = 256
-CHECK_ROWS = 512  # forget rows whose margins are checked after each epoch (sample mode)
 # Sample mode stops once the forget rows' margins are, on average, within this share of the
 # drop they were asked for (0.1: 90% of the way). Measured on the memorising digits ResNet:
 # 0.1 closed 85% of the removable gap (3 seeds), 0.2 71% (docs/results.md).
@@ -127,9 +126,8 @@ class RFAU(Method):
         self.slot[ctx.splits.forget] = np.arange(len(ctx.splits.forget))
         self.target_margin = torch.as_tensor(target_margin, dtype=torch.float32, device=ctx.device)
         self.runner_up = torch.as_tensor(runner_up, device=ctx.device)
-        # The drop asked for, on the rows checked after each epoch: the stop criterion's scale.
-        self.check_rows = ctx.splits.forget[:CHECK_ROWS]
-        self.asked = float(np.maximum(f_margin - target_margin, 0.0)[:CHECK_ROWS].mean())
+        # The margin drop asked of each forget row: the stop criterion's scale.
+        self.asked = np.maximum(f_margin - target_margin, 0.0)
         ctx.state["target_margin_mean"] = float(target_margin.mean())
         ctx.state["forget_margin_mean"] = float(f_margin.mean())
 
@@ -152,13 +150,13 @@ class RFAU(Method):
 
         logits, taps = ctx.student(join([forget, *retain]))
         n_f = len(forget["rows"])
-        t_logits, t_taps = ctx.teacher_cached(forget)
         if retain:
             _, r_teacher = ctx.teacher_cached(join(retain))
             l_retain = relative_distance([t[n_f:] for t in taps], r_teacher, r_teacher)
         else:  # --retain-ratio 0: nothing holds the kept data in place (ablation only)
             l_retain = torch.zeros((), device=ctx.device)
         if ctx.splits.by == "class":
+            t_logits, t_taps = ctx.teacher_cached(forget)
             l_forget = relative_distance([t[:n_f] for t in taps], self.class_targets(t_logits), t_taps)
         else:
             margin, target = self.student_margins(ctx, logits[:n_f], forget["rows"], forget["labels"])
@@ -169,8 +167,9 @@ class RFAU(Method):
     def stop_reason(self, ctx: FitContext, record: dict[str, float]) -> str | None:
         """Sample mode: stop once the forget rows' margins sit at their targets.
 
-        `left` is the mean excess max(m - q, 0) of the checked rows; the run has done its work
-        when that is within TARGET_TOLERANCE of the drop that was asked for at the start.
+        `left` is the mean excess max(m - q, 0) of the rows the loop scored after this epoch
+        (`ctx.forget_eval`); the run has done its work when that is within TARGET_TOLERANCE of
+        the drop those rows were asked for at the start.
         """
         if ctx.splits.by == "class":
             # No forget row has been in its class for CLASS_STABLE_EPOCHS epochs, and neither
@@ -182,23 +181,21 @@ class RFAU(Method):
                 and is_flat(ctx.history, "forget", CLASS_STABLE_EPOCHS, CLASS_FLAT_TOL)
                 and is_flat(ctx.history, "retain", CLASS_STABLE_EPOCHS, CLASS_FLAT_TOL)
             ):
-                return "converged: no forget row in its class for 3 epochs, forget and retain distances flat"
+                return (
+                    f"converged: no forget row in its class for {CLASS_STABLE_EPOCHS} epochs, "
+                    "forget and retain distances flat"
+                )
             return None
-        if not len(self.check_rows):
+        rows, logits = ctx.forget_eval if ctx.forget_eval is not None else (np.zeros(0, dtype=np.int64), None)
+        if not len(rows):
             return None
-        import torch
-
-        excess = []
-        with torch.no_grad(), ctx.accelerator.autocast():
-            for start in range(0, len(self.check_rows), SCORE_BATCH):
-                batch = ctx.batch(self.check_rows[start : start + SCORE_BATCH])
-                logits, _ = ctx.student(batch)
-                margin, target = self.student_margins(ctx, logits.float(), batch["rows"], batch["labels"])
-                excess.append((margin - target).clamp(min=0))
-        left = float(torch.cat(excess).mean())
+        labels = _index(ctx.splits.labels[rows], logits.device)
+        margin, target = self.student_margins(ctx, logits, rows, labels)
+        left = float((margin - target).clamp(min=0).mean())
+        asked = float(self.asked[self.slot[rows]].mean())
         record["margin_excess"] = left
-        if left <= TARGET_TOLERANCE * self.asked:
-            return f"converged: forget margins at their targets (mean excess {left:.3f} of {self.asked:.3f} asked)"
+        if left <= TARGET_TOLERANCE * asked:
+            return f"converged: forget margins at their targets (mean excess {left:.3f} of {asked:.3f} asked)"
         return None
 
 

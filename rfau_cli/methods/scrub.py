@@ -51,11 +51,11 @@ class Scrub(Method):
 
     def setup(self, ctx: FitContext) -> None:
         from rfau_cli.errors import InputError
-        from rfau_cli.methods.loop import local_steps_per_epoch
+        from rfau_cli.methods.loop import steps_per_epoch
 
         if ctx.settings.retain_ratio < 1:
             raise InputError("scrub needs kept-data batches for its min steps: use --retain-ratio 1 or more")
-        self.steps_per_epoch = local_steps_per_epoch(self, ctx)
+        self.steps_per_epoch = steps_per_epoch(self, ctx)
 
     def loss(
         self, ctx: FitContext, forget: dict[str, Any] | None, retain: list[dict[str, Any]], step: int
