@@ -38,23 +38,15 @@ class TeacherCache:
 
     def get(self, ctx: Any, batch: dict[str, Any]) -> tuple[Any, list[Any]]:
         rows = np.asarray(batch["rows"], dtype=np.int64)
-        if self.slot is None:  # the first batch sizes the store
-            uniq, first = np.unique(rows, return_index=True)
-            if len(uniq) == len(rows):
-                logits, taps = self._forward(ctx, batch)
-                self._allocate([logits, *taps])
-                self._put(rows, [logits, *taps])
-                return logits, taps
-            fresh = self._forward(ctx, _select(batch, first))
-            self._allocate([fresh[0], *fresh[1]])
-            self._put(uniq, [fresh[0], *fresh[1]])
-        slots = self.slot[rows]
-        known = slots >= 0
-        known[known] = self.filled[slots[known]]
-        if known.all():
-            self.rows_served += len(rows)
-            idx = _index(slots, self.store[0].device)
-            return self.store[0][idx], [s[idx] for s in self.store[1:]]
+        known = np.zeros(len(rows), dtype=bool)
+        if self.slot is not None:
+            slots = self.slot[rows]
+            known = slots >= 0
+            known[known] = self.filled[slots[known]]
+            if known.all():
+                self.rows_served += len(rows)
+                idx = _index(slots, self.store[0].device)
+                return self.store[0][idx], [s[idx] for s in self.store[1:]]
         need = np.flatnonzero(~known)
         uniq, first = np.unique(rows[need], return_index=True)
         if len(uniq) == len(rows):  # nothing stored yet, no repeated row: the batch as it is
@@ -66,6 +58,7 @@ class TeacherCache:
         logits, taps = self._forward(ctx, _select(batch, need[first]))
         fresh = [logits, *taps]
         self._put(uniq, fresh)
+        slots = self.slot[rows]
         device = fresh[0].device
         out = [torch.empty((len(rows), *f.shape[1:]), dtype=torch.float32, device=device) for f in fresh]
         has_slot = slots >= 0
@@ -97,6 +90,8 @@ class TeacherCache:
         self.store = [torch.zeros((len(rows), *t.shape[1:]), device=device) for t in tensors]
 
     def _put(self, rows: np.ndarray, tensors: list[Any]) -> None:
+        if self.slot is None:  # the first teacher output sizes the store
+            self._allocate(tensors)
         slots = self.slot[rows]
         keep = slots >= 0
         if not keep.any():
