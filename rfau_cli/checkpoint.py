@@ -523,7 +523,6 @@ def check_model(
     ref: CheckpointRef,
     *,
     device: str = "auto",
-    precision: str = "auto",
     taps: str | None = None,
     target_modules: tuple[str, ...] | None = None,
 ) -> None:
@@ -537,7 +536,7 @@ def check_model(
     """
     from rfau_cli.features import TapSpec
 
-    _check_device(device, precision)
+    _check_device(device)
     key = (
         str(ref.dir),
         ref.weight_files,
@@ -571,11 +570,8 @@ def _mtime(path: Path) -> int:
         return 0
 
 
-def _check_device(device: str, precision: str) -> None:
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu or cuda, not {device!r}")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise InputError(f"--precision must be auto, fp32 or bf16, not {precision!r}")
+def _check_device(device: str) -> None:
+    """Whether the device asked for is there (the values themselves: RuntimeSettings)."""
     if device == "cuda":
         import torch
 

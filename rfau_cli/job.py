@@ -80,11 +80,9 @@ def prepare_job(ref: CheckpointRef, data: DataSettings, runtime: RuntimeSettings
     from rfau_cli.input_cache import build_input_cache
     from rfau_cli.runtime import make_accelerator, seed_everything
 
-    if runtime.cache_mb < 0 or runtime.workers < 0:
-        raise InputError("--cache-mb and --workers must be 0 or more")
     # Validation order: the model's config and weights header (device, label count), then the
     # forget list and the data (images must share one size unless the processor resizes them).
-    check_model(ref, device=runtime.device, precision=runtime.precision)
+    check_model(ref, device=runtime.device)
     forget = read_forget_list(data.forget)
     processor = load_processor(ref)
     splits = load_splits(

@@ -54,7 +54,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     # Flags that need the model's config (device, label count, taps, LoRA targets): checked
     # from the config and the weights' header, before any data is read.
     check_model(
-        ref, device=cfg.runtime.device, precision=cfg.runtime.precision, taps=settings.taps,
+        ref, device=cfg.runtime.device, taps=settings.taps,
         target_modules=settings.target_modules if method.uses_lora else None,
     )
     # `--out` is claimed (its temporary sibling created) before any heavy work; a failure
