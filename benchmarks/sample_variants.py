@@ -22,7 +22,6 @@ benchmarks/scenarios.py. Results: README, "Sample forgetting: what was measured"
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import math
 import os
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 from rfau_cli import toy
 from rfau_cli.audit import Scores, compute_metrics, reference_gap
+from rfau_cli.commands.bench import noise_floor, share_closed
 from rfau_cli.features import TapReader, TapSpec, find_head, relative_distance
 from rfau_cli.lora import attach_lora, find_lora_targets
 
@@ -121,7 +121,9 @@ def train(name, rows, seed):
     X, y, _, _ = DATA[name]
     torch.manual_seed(seed)
     model = toy.fresh_model(cfg)
-    model = fit(model, X[rows], y[rows], epochs, 3e-3, seed)
+    # drop_small_last: a 4-row last batch corrupts batch-norm statistics (docs/results.md)
+    inputs = {"pixel_values": X[rows]}
+    model = toy.fit_classifier(model, inputs, y[rows], epochs, lr=3e-3, seed=seed, drop_small_last=True)
     torch.save(model.state_dict(), key)
     return model.eval()
 
@@ -170,23 +172,7 @@ def gap_to_refs(m, refs):
 
 
 def floor(refs):
-    return float(np.mean([reference_gap(a, b)["avg_gap_pp"] for a, b in itertools.combinations(refs, 2)]))
-
-
-def fit(model, X, y, epochs, lr, seed, bs=64):
-    """Cross-entropy training; drops the last partial batch (a 4-row batch corrupts batch-norm statistics)."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=g).split(bs):
-            if len(idx) < bs // 2:
-                continue
-            out = model(pixel_values=X[idx], labels=y[idx])
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-    return model.eval()
+    return noise_floor(refs, [str(s) for s in REF_SEEDS])["mean"]
 
 
 def margins(z, y):
@@ -359,7 +345,7 @@ def evaluate(name, kind, variants, seeds=(0, 1, 2)):
             gaps.append(gap_to_refs(m, refs))
             sums.append(summary(m))
             infos.append(info)
-        share = [(g0 - g) / (g0 - fl) for g in gaps]
+        share = [share_closed(g0, g, fl) for g in gaps]
         avg = {k: float(np.mean([d[k] for d in sums])) for k in sums[0]}
         inf = {k: float(np.mean([d[k] for d in infos])) for k in infos[0]}
         print(
