@@ -107,6 +107,12 @@ def forget_rows(name, kind, y):
     if kind == "class3":  # half the rows of one class: one user's data is often one kind
         rows = np.flatnonzero(y.numpy() == 3)
         return np.sort(rng.choice(rows, len(rows) // 2, replace=False))
+    if kind == "conc10":  # 10% of the rows, 60% of them from class 3 (the bench's c10)
+        labels = y.numpy()
+        size = n // 10
+        in3, others = np.flatnonzero(labels == 3), np.flatnonzero(labels != 3)
+        k = min(len(in3) - 1, round(size * 0.6))
+        return np.sort(np.concatenate([rng.choice(in3, k, replace=False), rng.choice(others, size - k, replace=False)]))
     raise ValueError(kind)
 
 
@@ -220,6 +226,18 @@ def run(original, name, f_rows, v, seed=0):
         q = torch.tensor(qq, dtype=torch.float32)
     else:
         q = torch.tensor(quantile_match(rank_by, tgt_src), dtype=torch.float32)
+    if v.get("prior"):
+        # Label shift: a retrain on D_r sees class c at (1 - f_c) of its frequency, which moves
+        # its logit by log(1 - f_c) relative to the overall (1 - f); the margin z_y - z_c'
+        # moves by the difference of the two classes' shifts.
+        counts = np.bincount(y.numpy(), minlength=tz_f.shape[1]).astype(float)
+        gone = np.bincount(yf.numpy(), minlength=tz_f.shape[1]).astype(float)
+        kept = np.log(np.clip((counts - gone) / np.maximum(counts, 1), 1e-3, None))
+        shift_q = kept[yf.numpy()] - kept[c_f.numpy()]
+        q = q + v["prior"] * torch.tensor(shift_q, dtype=torch.float32)
+    if v.get("one_sided"):
+        # Never ask a forgotten row to become more confident than the original was.
+        q = torch.minimum(q, m_f)
     kind = v["loss"]
     W = head.weight.detach().float()
     if kind == "kl":
