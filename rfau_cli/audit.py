@@ -20,7 +20,9 @@ from rfau_cli.input_cache import InputCache
 
 RETAIN_SAMPLE_MIN = 2000  # D_r is scored on a seeded sample of max(|test|, this) rows
 SCORE_BATCH = 256
-ATTACKS = ("svc", "loss", "logreg")
+ATTACKS = ("svc", "loss", "logreg")  # the default: population-level, no extra training
+LIRA = "lira"  # opt-in: trains reference models (reference_models.py, docs/audit.md)
+ALL_ATTACKS = (*ATTACKS, LIRA)
 NOT_FRACTIONS = ("loss",)  # metric leaves in nats, not in [0, 1]
 
 
@@ -169,6 +171,33 @@ def compute_metrics(
         mia["logreg_acc"] = M.logreg_attack(forget.losses, attack_nonmember.losses, seed=seed)
     out["mia"] = mia
     return out
+
+
+def lira_metrics(
+    scores: dict[str, Scores], calibration: Any, forget_classes: tuple[int, ...]
+) -> tuple[dict[str, float], dict[str, np.ndarray], float]:
+    """LiRA's numbers for one model: D_f against the test rows (true non-members: the audited
+    model never trained on them; in class mode those of the forgotten classes, as for the loss
+    attack), and the D_r sample against them (the attack's power on rows the model surely
+    trained on).
+
+    Args:
+        scores: the model's audit scores (`score`); calibration: reference_models.Calibration.
+    Returns:
+        (metrics: auc, tpr_at_1pct_fpr, tpr_at_0.1pct_fpr, flagged_at_1pct_fpr, retain_auc,
+        retain_flagged_at_1pct_fpr; per-candidate score arrays by split; the 1% FPR threshold).
+    """
+    from rfau_cli import lira as L
+
+    parts = calibration.candidates.split(calibration.membership_scores(scores))
+    nonmember = parts["test"]
+    if forget_classes:
+        nonmember = nonmember[np.isin(scores["test"].labels, forget_classes)]
+    out = L.attack_metrics(parts["forget"], nonmember)
+    on_retain = L.attack_metrics(parts["retain"], nonmember)
+    out["retain_auc"] = on_retain["auc"]
+    out["retain_flagged_at_1pct_fpr"] = on_retain["flagged_at_1pct_fpr"]
+    return out, parts, L.threshold_at_fpr(nonmember, L.FPR_1PCT)
 
 
 def feature_distance(features: np.ndarray, original: np.ndarray) -> float:

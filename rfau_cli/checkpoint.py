@@ -27,6 +27,11 @@ MODEL_INDEX_FILE = "model.safetensors.index.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 REPORT_FILE = "report.json"
+LEDGER_FILE = "ledger.json"
+CARD_FILE = "README.md"
+# The records of an output: written after the weights, not in report.json's outputs.sha256
+# (which stays byte-identical for one seed); `rfau verify` checks them against the report.
+RECORD_FILES = (REPORT_FILE, LEDGER_FILE, CARD_FILE)
 # With --save both the adapter goes one level down: transformers applies an adapter_config.json
 # it finds next to config.json on load, which would add the adapter to already-merged weights.
 ADAPTER_SUBDIR = "adapter"
@@ -280,12 +285,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_tree(directory: Path, exclude: tuple[str, ...] = (REPORT_FILE,)) -> dict[str, str]:
-    """sha256 of every file in an output directory, keyed by relative path."""
+def sha256_tree(directory: Path, exclude: tuple[str, ...] = RECORD_FILES) -> dict[str, str]:
+    """sha256 of every file in an output directory, keyed by relative path (the records of
+    RECORD_FILES at its top level excluded)."""
     return {
         str(p.relative_to(directory)): sha256_file(p)
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.name not in exclude
+        if p.is_file() and str(p.relative_to(directory)) not in exclude
     }
 
 
@@ -455,6 +461,11 @@ def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
     adapter: the adapter at the top of `out`; merged: a plain checkpoint; both: the merged
     checkpoint at the top and the adapter in `out/adapter/` (see ADAPTER_SUBDIR).
 
+    When `ref` is an adapter output (the new adapter was trained on its base with that adapter
+    merged in), the adapter written is both in one, on the same base: peft's "cat" combination
+    (rank r1 + r2, exact: the two low-rank updates side by side), so the output is again
+    "base + one adapter".
+
     Returns the model to evaluate afterwards (the merged one when it was merged), so the
     report's numbers are those of the files written.
     """
@@ -466,7 +477,10 @@ def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
             raise InputError("this method trains all weights: use --save merged")
         adapter_dir = out if save == "adapter" else out / ADAPTER_SUBDIR
         model.peft_config["default"].base_model_name_or_path = str(ref.dir)
-        model.save_pretrained(str(adapter_dir))
+        if ref.adapter_dir is not None:
+            _save_combined_adapter(model, ref, adapter_dir)
+        else:
+            model.save_pretrained(str(adapter_dir))
         (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing true
         _sort_adapter_config(adapter_dir / ADAPTER_CONFIG_FILE)
     if save in ("merged", "both"):
@@ -475,6 +489,30 @@ def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
         copy_processor_files(ref.dir, out)
         return merged
     return model
+
+
+def _save_combined_adapter(model: Any, ref: CheckpointRef, adapter_dir: Path) -> None:
+    """The input's adapter and the one just trained, as one adapter on the input's base."""
+    from dataclasses import replace
+
+    from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    assert ref.adapter_dir is not None
+    base = load_model(replace(ref, adapter_dir=None, weight_files=tuple(f for f in ref.weight_files
+                                                                        if f.parent != ref.adapter_dir)))
+    combo = PeftModel.from_pretrained(base, str(ref.adapter_dir), adapter_name="previous")
+    combo.add_adapter("request", model.peft_config["default"])
+    set_peft_model_state_dict(combo, get_peft_model_state_dict(model, adapter_name="default"), adapter_name="request")
+    combo.add_weighted_adapter(["previous", "request"], [1.0, 1.0], "combined", combination_type="cat")
+    config = combo.peft_config["combined"]
+    config.base_model_name_or_path = str(ref.dir)
+    config.inference_mode = True
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(adapter_dir))
+    state = get_peft_model_state_dict(combo, adapter_name="combined")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(adapter_dir / ADAPTER_WEIGHTS_FILE),
+              metadata={"format": "pt"})
 
 
 def _sort_adapter_config(path: Path) -> None:

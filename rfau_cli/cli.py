@@ -19,7 +19,9 @@ from rfau_cli.options import (
     BenchReferenceOpt,
     ByOpt,
     CacheMbOpt,
+    ConfigOpt,
     DataOpt,
+    DefaultOutDirOpt,
     DeviceOpt,
     EpochsOpt,
     ForgetOpt,
@@ -28,19 +30,25 @@ from rfau_cli.options import (
     InputColumnOpt,
     JsonOpt,
     LabelColumnOpt,
+    LiraReferencesOpt,
     LrOpt,
     MethodsOpt,
     ModelOpt,
     OriginalOpt,
     OutDirOpt,
     OutFileOpt,
+    PerSampleOpt,
     PrecisionOpt,
     QuietOpt,
+    ReferenceDirOpt,
     ReferenceOpt,
     ReferenceSeedsOpt,
     RequireOpt,
     RetainRatioOpt,
+    RetrainBatchSizeOpt,
     RetrainEpochsOpt,
+    RetrainInitOpt,
+    RetrainLrOpt,
     SaveOpt,
     SeedOpt,
     SeedsOpt,
@@ -52,10 +60,12 @@ from rfau_cli.options import (
 
 try:  # typer >= 0.20 vendors click
     from typer._click.exceptions import ClickException as _ClickException
+    from typer._click.exceptions import MissingParameter as _MissingParameter
     from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelpError
     from typer._click.exceptions import UsageError as _UsageError
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException as _ClickException
+    from click.exceptions import MissingParameter as _MissingParameter
     from click.exceptions import NoArgsIsHelpError as _NoArgsIsHelpError
     from click.exceptions import UsageError as _UsageError
 
@@ -93,6 +103,10 @@ def usage_message(err: _UsageError) -> str:
 
     message = " ".join(err.format_message().split())
     param = getattr(err, "param", None)
+    if isinstance(err, _MissingParameter):
+        from rfau_cli.options import missing_option_message
+
+        return missing_option_message(err.ctx, param) or message
     outside = re.search(r"('[^']*'|\"[^\"]*\") is not one of (.+?)\.?$", message)
     if param is not None and outside:
         from rfau_cli.settings import choice_list
@@ -129,6 +143,13 @@ def _root(
     debug: Annotated[
         bool, typer.Option("--debug", help="On an error, also print the traceback (same as RFAU_DEBUG=1).")
     ] = False,
+    config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help="Config file for the command (default: ./rfau.toml, else the tool.rfau table of ./pyproject.toml).",
+        ),
+    ] = None,
 ) -> None:
     """Make a trained classifier forget chosen samples or classes, and show that it did."""
     import warnings
@@ -171,10 +192,11 @@ def user_errors(debug: bool = False) -> Iterator[None]:
 
 @app.command()
 def unlearn(
+    ctx: typer.Context,
     model: ModelOpt,
     data: DataOpt,
     forget: ForgetOpt,
-    out: OutDirOpt,
+    out: DefaultOutDirOpt = None,
     by: ByOpt = "sample",
     id_column: IdColumnOpt = None,
     split: SplitOpt = "train",
@@ -207,8 +229,14 @@ def unlearn(
     cache_mb: CacheMbOpt = 2048,
     workers: WorkersOpt = 0,
     set_: SetOpt = None,
+    require: RequireOpt = None,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Unlearn samples or classes from a checkpoint; write an adapter and/or merged weights + report.json.
+
+    Settings not given as flags come from rfau.toml (`rfau config` shows them); each --require
+    gate (and `[audit] require` of the file) is checked on the report's metrics.after once the
+    output is written: a gate that fails exits 1 and keeps the output.
 
     Examples:
 
@@ -219,12 +247,16 @@ def unlearn(
       echo 3 | rfau unlearn -m ckpt/model.safetensors -d train.parquet -f - --by class -o out/ --json
 
       rfau unlearn -m ckpt/ -d train/ -f ids.txt --test-data test/ --method scrub --set kd_t=2 --set msteps=1 -o scrubbed/
+
+      rfau unlearn --model m.safetensors --forget ids.txt --require 'forget.acc<=0.02'   # the rest from rfau.toml
     """  # noqa: E501 (copy-pasteable commands)
+    from rfau_cli.gates import parse_gate
     from rfau_cli.settings import DataSettings, MethodSettings, RuntimeSettings, UnlearnConfig, parse_sets
 
+    gates = [parse_gate(expr) for expr in require or ()]  # a malformed gate: exit 2 before any work
     cfg = UnlearnConfig(
         model=model,
-        out=out,
+        out=_default_out(ctx, model, forget) if out is None else out,
         data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
         method=method,
         save=save,
@@ -243,11 +275,47 @@ def unlearn(
         ),
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
-    with user_errors():
+    with user_errors(), _parent_made(cfg.out, out is None):
         from rfau_cli.commands.unlearn import run_unlearn
 
         report = run_unlearn(cfg)
     _print_result(report, json_out, quiet)
+    if gates:
+        _check_report_gates(gates, report, cfg.out, quiet)
+
+
+def _default_out(ctx: typer.Context, model: Path, forget: str, suffix: str = "") -> Path:
+    """--out not given: the config file's `out` template, else rfau-out/<forget sha256[:12]><suffix>/."""
+    from rfau_cli.config_file import output_dir
+    from rfau_cli.options import CONFIG_META
+
+    return output_dir(ctx.meta.get(CONFIG_META), model, forget, suffix)
+
+
+def _parent_made(out: Path, chosen_for_user: bool) -> contextlib.AbstractContextManager[None]:
+    """A default or templated output's parents (rfau-out/) are made for the run; an --out
+    flag's parent must exist already."""
+    from rfau_cli.config_file import parent_made
+
+    return parent_made(out) if chosen_for_user else contextlib.nullcontext()
+
+
+def _check_report_gates(gates: list, report: dict, out: Path, quiet: bool) -> None:
+    """`unlearn --require`: each gate against the report's metrics.after, under the keys
+    `rfau audit` gives them; GateFailed (exit 1) names the gates that failed."""
+    from rfau_cli.commands.audit import check_gates, gate_values
+    from rfau_cli.errors import InputError
+    from rfau_cli.gates import UnknownGateKeyError, evaluate_gates, gate_records
+
+    metrics = report["metrics"]
+    try:
+        checked = evaluate_gates(gates, gate_values({"metrics": metrics["after"], "original": metrics["original"]}))
+    except UnknownGateKeyError as err:
+        raise InputError(f"{err.message} (the output in {out} is kept)") from None
+    if not quiet:
+        for r in checked:
+            typer.echo(f"gate {r.gate.expr}: {'held' if r.passed else 'FAILED'} (actual {r.actual:.4g})", err=True)
+    check_gates({"gates": gate_records(checked)})
 
 
 @app.command()
@@ -274,6 +342,14 @@ def audit(
     quiet: QuietOpt = False,
     cache_mb: CacheMbOpt = 2048,
     workers: WorkersOpt = 0,
+    config_file: ConfigOpt = None,
+    references: LiraReferencesOpt = None,
+    reference_dir: ReferenceDirOpt = None,
+    per_sample: PerSampleOpt = None,
+    retrain_epochs: RetrainEpochsOpt = None,
+    retrain_lr: RetrainLrOpt = None,
+    retrain_batch_size: RetrainBatchSizeOpt = 64,
+    retrain_init: RetrainInitOpt = "scratch",
 ) -> None:
     """Measure what a model still knows about D_f: accuracy, confidence, membership attacks, gap to a retrained model.
 
@@ -287,9 +363,23 @@ def audit(
       rfau audit -m unlearned/ -d train/ -f classes.txt --by class --test-data test/ --json --require 'forget.acc<=0.02' --require 'mia.efficacy>=0.9'
 
       rfau audit -m unlearned/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --out audit.json --require 'reference.gap.avg_gap_pp<=5'
-    """  # noqa: E501 (copy-pasteable commands)
-    from rfau_cli.settings import AuditConfig, DataSettings, RuntimeSettings
 
+      rfau audit -m unlearned/ -d train/ -f ids.txt --test-data test/ --attacks svc,loss,lira --references 8 --per-sample lira.csv --require 'mia.lira.tpr_at_1pct_fpr<=0.03'
+    """  # noqa: E501 (copy-pasteable commands)
+    from rfau_cli.settings import AuditConfig, DataSettings, LiraSettings, MethodSettings, RuntimeSettings
+
+    lira_given = (
+        any(v is not None for v in (references, reference_dir, retrain_epochs, retrain_lr))
+        or retrain_init != "scratch"
+        or retrain_batch_size != 64
+    )
+    with user_errors():
+        lira_settings = LiraSettings(
+            references=8 if references is None else references,
+            reference_dir=reference_dir,
+            init=None if retrain_init == "scratch" else Path(retrain_init),
+            hparams=MethodSettings(epochs=retrain_epochs, lr=retrain_lr, batch_size=retrain_batch_size),
+        )
     cfg = AuditConfig(
         model=model,
         data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
@@ -301,6 +391,9 @@ def audit(
         out=out,
         seed=seed,
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
+        lira=lira_settings,
+        lira_given=lira_given,
+        per_sample=per_sample,
     )
     with user_errors():
         from rfau_cli.commands.audit import check_gates, run_audit
@@ -357,12 +450,70 @@ def methods(
             typer.echo(f"{'':<{width}}  --set {key}={default!r:<8} ({kind}) {text}")
 
 
+OutputDirArg = Annotated[Path, typer.Argument(help="An rfau output directory (unlearn or retrain --out).")]
+
+
+@app.command()
+def verify(directory: OutputDirArg, json_out: JsonOpt = False) -> None:
+    """Recheck an output: every sha256 of report.json, the ledger chain, the weights' rfau.* metadata, the card.
+
+    Exit codes: 0 everything matches, 1 a mismatch (the first is named), 2 DIR is not an rfau output.
+
+    Examples:
+
+      rfau verify unlearned/
+
+      rfau verify unlearned/ --json
+    """
+    with user_errors():
+        from rfau_cli.commands.verify import check_passed, dumps, run_verify
+
+        result = run_verify(directory)
+        if json_out:
+            sys.stdout.write(dumps(result) + "\n")
+        else:
+            for check in result["checks"]:
+                status = "ok" if check["passed"] else "MISMATCH"
+                typer.echo(f"{status:<8}  {check['check']:<8}  {check['problem'] or check['detail']}")
+            if result["passed"]:
+                typer.echo(f"OK: {directory} matches its report.json ({len(result['checks'])} checks)")
+        check_passed(result)
+
+
+@app.command()
+def ledger(directory: OutputDirArg, json_out: JsonOpt = False) -> None:
+    """Print the deletion requests an output answers, oldest first (ledger.json).
+
+    Examples:
+
+      rfau ledger unlearned/
+
+      rfau ledger unlearned/ --json
+    """
+    with user_errors():
+        from rfau_cli.commands.ledger import print_ledger, run_ledger
+
+        entries = run_ledger(directory)
+        if json_out:
+            from rfau_cli.report import dumps
+
+            sys.stdout.write(dumps({"dir": str(directory), "ledger": entries}) + "\n")
+            return
+        print_ledger(entries, directory)
+
+
 @app.command()
 def retrain(
+    ctx: typer.Context,
     model: ModelOpt,
     data: DataOpt,
     forget: ForgetOpt,
-    out: OutDirOpt,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", "-o", help="Output directory; must not exist. Default: rfau-out/<forget sha256[:12]>-retrain/."
+        ),
+    ] = None,
     by: ByOpt = "sample",
     id_column: IdColumnOpt = None,
     split: SplitOpt = "train",
@@ -380,6 +531,7 @@ def retrain(
     quiet: QuietOpt = False,
     cache_mb: CacheMbOpt = 2048,
     workers: WorkersOpt = 0,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Train the same architecture on D_r only: the reference unlearning is judged against (docs/bench.md).
 
@@ -397,13 +549,13 @@ def retrain(
 
     cfg = RetrainConfig(
         model=model,
-        out=out,
+        out=out if out is not None else _default_out(ctx, model, forget, "-retrain"),
         data=DataSettings(data, forget, by, split, test_data, id_column, input_column, label_column),
         init=None if init in (None, "scratch") else Path(init),
         hparams=MethodSettings(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed),
         runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
     )
-    with user_errors():
+    with user_errors(), _parent_made(cfg.out, out is None):
         from rfau_cli.commands.retrain import run_retrain
 
         report = run_retrain(cfg)
@@ -428,16 +580,9 @@ def bench(
     reference: BenchReferenceOpt = None,
     reference_seeds: ReferenceSeedsOpt = None,
     retrain_epochs: RetrainEpochsOpt = None,
-    retrain_init: Annotated[
-        str,
-        typer.Option("--retrain-init", help="Starting weights of the reference retrain: 'scratch' or a checkpoint."),
-    ] = "scratch",
-    retrain_lr: Annotated[
-        Optional[float], typer.Option("--retrain-lr", help="Learning rate of the reference retrain (default 3e-3).")
-    ] = None,
-    retrain_batch_size: Annotated[
-        int, typer.Option("--retrain-batch-size", help="Batch size of the reference retrain.")
-    ] = 64,
+    retrain_init: RetrainInitOpt = "scratch",
+    retrain_lr: RetrainLrOpt = None,
+    retrain_batch_size: RetrainBatchSizeOpt = 64,
     seeds: SeedsOpt = "0",
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
@@ -450,6 +595,10 @@ def bench(
     cache_mb: CacheMbOpt = 2048,
     workers: WorkersOpt = 0,
     set_: SetOpt = None,
+    config_file: ConfigOpt = None,
+    attacks: AttacksOpt = "svc,loss,logreg",
+    references: LiraReferencesOpt = None,
+    reference_dir: ReferenceDirOpt = None,
 ) -> None:
     """Compare unlearning methods against retrained references; write bench.json, bench.md and bench.png.
 
@@ -467,12 +616,16 @@ def bench(
       rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --seeds 0,1,2 --reference-seeds 0,1,2 -o bench-floor/
 
       rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --json -o bench/ > bench.json
-    """
-    from rfau_cli.settings import BenchConfig, DataSettings, MethodSettings, RuntimeSettings, parse_sets
+
+      rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --methods rfau,scrub --attacks svc,loss,lira --references 8 -o bench-lira/
+    """  # noqa: E501 (copy-pasteable commands)
+    from rfau_cli.settings import BenchConfig, DataSettings, LiraSettings, MethodSettings, RuntimeSettings, parse_sets
 
     with user_errors():
+        lira = "lira" in _split_list(attacks)  # LiRA's references use the --retrain-* recipe too
         if reference and (
-            retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch" or reference_seeds
+            (not lira and (retrain_epochs is not None or retrain_lr is not None or retrain_init != "scratch"))
+            or reference_seeds
         ):
             from rfau_cli.errors import InputError
 
@@ -491,6 +644,13 @@ def bench(
                 epochs=epochs, lr=lr, batch_size=batch_size, retain_ratio=retain_ratio, sets=parse_sets(set_)
             ),
             runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
+            attacks=_split_list(attacks),
+            lira=LiraSettings(
+                references=8 if references is None else references,
+                reference_dir=reference_dir,
+                init=None if retrain_init == "scratch" else Path(retrain_init),
+                hparams=MethodSettings(epochs=retrain_epochs, lr=retrain_lr, batch_size=retrain_batch_size),
+            ),
         )
         from rfau_cli.commands.bench import run_bench
 
@@ -503,6 +663,39 @@ def bench(
     from rfau_cli.commands.bench_render import print_bench_table
 
     print_bench_table(result, out)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def config(
+    ctx: typer.Context,
+    command: Annotated[
+        str, typer.Argument(help="The command whose settings to show: unlearn, audit, retrain or bench.")
+    ] = "unlearn",
+    json_out: JsonOpt = False,
+    config_file: ConfigOpt = None,
+) -> None:
+    """Show the settings a command would run with, and where each comes from: a flag, the config file, or the default.
+
+    Flags after COMMAND are that command's own (they override the file, as they would in a run).
+
+    Examples:
+
+      rfau config
+
+      rfau config unlearn --forget ids.txt --epochs 5
+
+      rfau --config ci/rfau.toml config audit --json
+    """
+    from rfau_cli.config_view import resolve_settings, settings_table
+
+    with user_errors():
+        view = resolve_settings(ctx, command, list(ctx.args))
+    if json_out:
+        from rfau_cli.report import dumps
+
+        sys.stdout.write(dumps(view) + "\n")
+        return
+    typer.echo(settings_table(view))
 
 
 def _parse_seeds(text: str, option: str = "--seeds") -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,19 @@ class Splits:
     forget_classes: tuple[int, ...]
     by: str
     fingerprint: str
+    # Earlier requests of the input's ledger (ledger.py): their rows found in this data (kept
+    # out of D_r and of the retain audit; scored in `forget_all`), their classes, and what
+    # could not be found (warnings for the user). In class mode `forget_classes` holds the
+    # earlier classes too, so every method masks them; `request_classes` are this request's.
+    earlier: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    earlier_classes: tuple[int, ...] = ()
+    request_classes: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def forget_all(self) -> np.ndarray:
+        """Every row forgotten so far: this request's and the earlier ones found in the data."""
+        return np.union1d(self.forget, self.earlier)
 
 
 def load_table(path: Path, split: str = "train", flag: str = "--data") -> Any:
@@ -303,11 +316,13 @@ def load_splits(
     input_column: str | None = None,
     label_column: str | None = None,
     same_size: bool = False,
+    earlier: tuple[dict[str, Any], ...] = (),
 ) -> Splits:
     """Load train (and test) data and split train into D_f and D_r.
 
     `same_size`: the images reach the model as they are (no processor resizes them), so they
     must all have one size; the first row that differs is named.
+    `earlier`: the ledger entries of the input model (ledger.py); their rows leave D_r too.
     """
     train = load_table(data, split)
     columns = detect_columns(train, task, input_column, label_column)
@@ -330,6 +345,64 @@ def load_splits(
         if same_size and task == "image":
             check_image_sizes(test, columns.input, "--test-data", first)
     rows, classes = resolve_forget_rows(forget, train, by, labels, id_column, id2label)
-    retain = np.setdiff1d(np.arange(len(labels)), rows)
     fingerprint = getattr(train, "_fingerprint", "") or ""
-    return Splits(train, test, columns, labels, test_labels, rows, retain, classes, by, fingerprint)
+    old_rows, old_classes, notes = resolve_earlier_rows(earlier, train, labels, id2label, fingerprint)
+    retain = np.setdiff1d(np.arange(len(labels)), np.union1d(rows, old_rows))
+    if retain.size == 0:
+        raise InputError("--forget and the earlier requests of the model's ledger cover the whole data")
+    masked = tuple(sorted(set(classes) | set(old_classes))) if by == "class" else classes
+    return Splits(
+        train, test, columns, labels, test_labels, rows, retain, masked, by, fingerprint,
+        earlier=old_rows, earlier_classes=old_classes, request_classes=classes, notes=notes,
+    )
+
+
+def resolve_earlier_rows(
+    entries: tuple[dict[str, Any], ...], table: Any, labels: np.ndarray, id2label: dict[int, str], fingerprint: str
+) -> tuple[np.ndarray, tuple[int, ...], tuple[str, ...]]:
+    """Rows and classes of earlier requests (ledger entries) in this data, leniently.
+
+    An earlier request may have been answered on other data: ids that this data does not hold
+    are reported in the notes (a warning), never an error, since the model already forgot them.
+    """
+    n = len(labels)
+    label2id = {name: i for i, name in id2label.items()}
+    found: list[np.ndarray] = []
+    classes: set[int] = set()
+    notes: list[str] = []
+    for entry in entries:
+        ids = [str(t) for t in entry.get("forget_ids") or []]
+        number, missing = entry.get("request", "?"), 0
+        if entry.get("by") == "class":
+            mine = set()
+            for token in ids:
+                cls = label2id.get(token, int(token) if _INTEGER.fullmatch(token) else -1)
+                if 0 <= cls < max(len(id2label), int(labels.max()) + 1):
+                    mine.add(cls)
+                else:
+                    missing += 1
+            classes |= mine
+            found.append(np.flatnonzero(np.isin(labels, sorted(mine))))
+        elif entry.get("id_column"):
+            column = str(entry["id_column"])
+            if column not in table.column_names:
+                notes.append(
+                    f"earlier request {number}: id column {column!r} is not in --data: its rows cannot leave D_r"
+                )
+                continue
+            where = {str(v): i for i, v in enumerate(table[column])}
+            found.append(np.array(sorted({where[t] for t in ids if t in where}), dtype=np.int64))
+            missing = sum(t not in where for t in ids)
+        else:
+            good = [int(t) for t in ids if _INTEGER.fullmatch(t) and 0 <= int(t) < n]
+            found.append(np.array(sorted(set(good)), dtype=np.int64))
+            missing = len(ids) - len(good)
+            if entry.get("data_fingerprint") and fingerprint and entry["data_fingerprint"] != fingerprint:
+                notes.append(
+                    f"earlier request {number} gave row indices of other data (fingerprint "
+                    f"{str(entry['data_fingerprint'])[:12]}, --data has {fingerprint[:12]}): check that the rows agree"
+                )
+        if missing:
+            notes.append(f"earlier request {number}: {missing} of its {len(ids)} ids are not in --data")
+    rows = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    return rows.astype(np.int64), tuple(sorted(classes)), tuple(notes)

@@ -104,3 +104,12 @@ def evaluate_gates(gates: list[Gate], values: Mapping[str, float]) -> list[GateR
         passed = not math.isnan(actual) and bool(_COMPARE[g.op](actual, g.value))
         results.append(GateResult(gate=g, actual=actual, passed=passed))
     return results
+
+
+def gate_records(results: list[GateResult]) -> list[dict[str, Any]]:
+    """Gate results as the JSON records a report holds (expr, key, op, value, actual, passed)."""
+    return [
+        {"expr": r.gate.expr, "key": r.gate.key, "op": r.gate.op, "value": r.gate.value, "actual": r.actual,
+         "passed": r.passed}
+        for r in results
+    ]

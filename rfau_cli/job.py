@@ -28,19 +28,45 @@ class Job:
     seed: int
     rows: Any  # audit.AuditRows
     inputs: Any = None  # input_cache.InputCache: every row encoded once, shared by audits and training
+    ledger: Any = None  # ledger.InputLedger: the earlier requests of the input model
 
     def audit(self, model: Any, attacks: tuple[str, ...] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Score `model` on D_f, the D_r sample and test; return (scores, metrics)."""
-        from rfau_cli.audit import ATTACKS, compute_metrics, score
+        """Score `model` on D_f, the D_r sample and test; return (scores, metrics).
+
+        `forget_all` (same keys as `forget`) scores every row forgotten so far: this request's
+        and those of the input's ledger found in the data (just D_f when there are none). In
+        sample mode after an earlier class request, the test rows of the forgotten classes are
+        left out (the model rightly gets them wrong; they are no non-members of D_f's classes).
+        """
+        from rfau_cli.audit import ATTACKS, compute_metrics, score, split_metrics
 
         model = model.to(self.accelerator.device).eval()
-        scores = score(model, self.inputs or self.encoder, self.splits, self.rows, self.accelerator, self.progress)
-        metrics = compute_metrics(scores, self.splits.forget_classes, self.seed, attacks or ATTACKS)
+        splits = self.splits
+        scores = score(model, self.inputs or self.encoder, splits, self.rows, self.accelerator, self.progress)
+        every = scores["forget"]
+        older = np.setdiff1d(splits.earlier, splits.forget)
+        if older.size:
+            from dataclasses import replace
+
+            from rfau_cli.audit import AuditRows, Scores
+
+            rows = AuditRows(older, np.zeros(0, dtype=np.int64), self.rows.retain_total)
+            extra = score(
+                model, self.inputs or self.encoder, replace(splits, test=None), rows, self.accelerator, self.progress
+            )["forget"]
+            every = Scores(*(np.concatenate([a, b]) for a, b in zip(
+                (every.log_probs, every.labels, every.features), (extra.log_probs, extra.labels, extra.features)
+            )))
+        if splits.by != "class" and splits.earlier_classes and "test" in scores:
+            scores["test"] = scores["test"].subset(~np.isin(scores["test"].labels, splits.earlier_classes))
+        metrics = compute_metrics(scores, splits.forget_classes, self.seed, attacks or ATTACKS)
+        metrics["forget_all"] = split_metrics(every)
         metrics["sizes"] = {
             "forget": len(self.rows.forget),
+            "forget_all": len(every.labels),
             "retain": len(self.rows.retain),
             "retain_total": self.rows.retain_total,
-            "test": 0 if self.splits.test_labels is None else len(self.splits.test_labels),
+            "test": len(scores["test"].labels) if "test" in scores else 0,
         }
         return scores, metrics
 
@@ -72,33 +98,54 @@ class Job:
         )
 
 
-def prepare_job(ref: CheckpointRef, data: DataSettings, runtime: RuntimeSettings, seed: int, progress: Any) -> Job:
-    """Load data, checkpoint and processor; validate labels and ids against the model."""
+def prepare_job(
+    ref: CheckpointRef,
+    data: DataSettings,
+    runtime: RuntimeSettings,
+    seed: int,
+    progress: Any,
+    *,
+    ledger: Any = None,
+    merge_adapter: bool = False,
+) -> Job:
+    """Load data, checkpoint and processor; validate labels and ids against the model.
+
+    `ledger`: the input's ledger.InputLedger (read from `ref` when None): its earlier requests
+    stay out of D_r. `merge_adapter`: an adapter input is merged into its base (the model a
+    new adapter is trained on top of).
+    """
     from rfau_cli.audit import AuditRows
     from rfau_cli.checkpoint import check_model, load_model, load_processor
     from rfau_cli.data import load_splits, read_forget_list
     from rfau_cli.input_cache import build_input_cache
+    from rfau_cli.ledger import read_input_ledger
     from rfau_cli.runtime import make_accelerator, seed_everything
 
     # Validation order: the model's config and weights header (device, label count), then the
     # forget list and the data (images must share one size unless the processor resizes them).
     check_model(ref, device=runtime.device)
     forget = read_forget_list(data.forget)
+    ledger = ledger if ledger is not None else read_input_ledger(ref)
     processor = load_processor(ref)
     splits = load_splits(
         data.data, forget, task=ref.task, num_labels=ref.num_labels, id2label=ref.id2label, by=data.by,
         split=data.split, test_data=data.test_data, id_column=data.id_column, input_column=data.input_column,
-        label_column=data.label_column, same_size=processor is None,
+        label_column=data.label_column, same_size=processor is None, earlier=ledger.entries,
     )
+    for note in (ledger.note, *splits.notes):
+        if note:
+            progress.log(f"warning: {note}")
     accelerator = make_accelerator(runtime.device, runtime.precision)
     seed_everything(seed)
     model = load_model(ref)
+    if merge_adapter and ref.adapter_dir is not None:
+        model = model.merge_and_unload()
     encoder = build_encoder(ref, model, processor, splits)
     rows = AuditRows.choose(splits, seed)
     inputs = build_input_cache(
         encoder, splits, rows.retain, runtime.cache_mb, runtime.workers, accelerator.device.type == "cuda"
     )
-    return Job(ref, model, splits, encoder, accelerator, forget, progress, seed, rows, inputs)
+    return Job(ref, model, splits, encoder, accelerator, forget, progress, seed, rows, inputs, ledger)
 
 
 def build_encoder(ref: CheckpointRef, model: Any, processor: Any, splits: Splits) -> Encoder:

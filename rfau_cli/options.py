@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
@@ -40,6 +40,15 @@ InputColumnOpt = Annotated[
 ]
 LabelColumnOpt = Annotated[Optional[str], typer.Option("--label-column", help="Label column (default: label/labels).")]
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory; must not exist (written atomically).")]
+DefaultOutDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--out",
+        "-o",
+        help="Output directory; must not exist (written atomically). Default: `out` of rfau.toml, "
+        "else rfau-out/<first 12 hex of the forget list's sha256>/.",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: same seed, same numbers.")]
 DeviceOpt = Annotated[
     Literal["auto", "cpu", "cuda"], typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")
@@ -96,7 +105,40 @@ ReferenceOpt = Annotated[
         "--reference", help="A model retrained without D_f: its metrics, the gap to it per metric and the Avg. Gap."
     ),
 ]
-AttacksOpt = Annotated[str, typer.Option("--attacks", help="Comma list of membership attacks: svc, loss, logreg.")]
+AttacksOpt = Annotated[
+    str,
+    typer.Option(
+        "--attacks",
+        help="Comma list of membership attacks: svc, loss, logreg, lira (LiRA trains --references models).",
+    ),
+]
+LiraReferencesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--references",
+        help="LiRA: reference models to train (default 8; 4+ for online LiRA, 2-3 run its offline variant).",
+    ),
+]
+ReferenceDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--reference-dir",
+        help="LiRA: cache of reference models, reused across audits (default $RFAU_CACHE/references or "
+        "~/.cache/rfau/references).",
+    ),
+]
+PerSampleOpt = Annotated[
+    Optional[Path],
+    typer.Option("--per-sample", help="LiRA: write split, row, score, flagged per candidate row (.csv or .jsonl)."),
+]
+RetrainInitOpt = Annotated[
+    str,
+    typer.Option("--retrain-init", help="Starting weights of the retrain recipe: 'scratch' or a checkpoint."),
+]
+RetrainLrOpt = Annotated[
+    Optional[float], typer.Option("--retrain-lr", help="Learning rate of the retrain recipe (default 3e-3).")
+]
+RetrainBatchSizeOpt = Annotated[int, typer.Option("--retrain-batch-size", help="Batch size of the retrain recipe.")]
 RequireOpt = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -135,7 +177,7 @@ ReferenceSeedsOpt = Annotated[
 ]
 RetrainEpochsOpt = Annotated[
     Optional[int],
-    typer.Option("--retrain-epochs", help="Epochs over D_r of the reference retrain (default: retrain's 30)."),
+    typer.Option("--retrain-epochs", help="Epochs of the retrain recipe (reference, LiRA; default: retrain's 30)."),
 ]
 SeedsOpt = Annotated[str, typer.Option("--seeds", help="Comma list of seeds; several give mean and spread.")]
 CacheMbOpt = Annotated[
@@ -151,5 +193,50 @@ WorkersOpt = Annotated[
     typer.Option(
         "--workers",
         help="DataLoader processes encoding rows beyond --cache-mb ahead of the model (0: in the main process).",
+    ),
+]
+
+# The loaded config file (or None: there is none) of this invocation, in click's ctx.meta,
+# shared by every context of one command line.
+CONFIG_META = "rfau.config"
+
+
+def use_config_file(ctx: typer.Context, _param: Any, value: Optional[Path]) -> Optional[Path]:
+    """Load the config file (this `--config`, the root `rfau --config`, ./rfau.toml or
+    ./pyproject.toml) and make its values the defaults of this command's options.
+
+    Eager, so it runs before the other options are read; a bad file is exit 2 here, before
+    any work. A context below one that loaded a file (`rfau config unlearn`) reuses it.
+    """
+    from rfau_cli.config_file import find_config
+
+    if value is not None or CONFIG_META not in ctx.meta:
+        ctx.meta[CONFIG_META] = find_config(value or ctx.find_root().params.get("config"))
+    config = ctx.meta[CONFIG_META]
+    if config is not None:
+        params = {p.name for p in ctx.command.params if p.name}
+        ctx.default_map = {**(ctx.default_map or {}), **config.defaults_for(ctx.info_name or "", params)}
+    return value
+
+
+def missing_option_message(ctx: Any, param: Any) -> Optional[str]:
+    """For a required option that neither the command line nor the config file gave: a line
+    naming both the flag and the file key, when the file could have given it."""
+    from rfau_cli.config_file import file_feeds, missing_message
+
+    name = getattr(param, "name", None)
+    if ctx is None or not name or not getattr(param, "opts", None) or not file_feeds(ctx.info_name or "", name):
+        return None
+    return missing_message(max(param.opts, key=len), name, ctx.meta.get(CONFIG_META))
+
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--config",
+        is_eager=True,
+        expose_value=False,
+        callback=use_config_file,
+        help="Config file (default: ./rfau.toml, else the tool.rfau table of ./pyproject.toml); flags override it.",
     ),
 ]

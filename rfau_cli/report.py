@@ -30,6 +30,7 @@ REPORT_KEYS = (
     "training",
     "metrics",
     "outputs",
+    "ledger",
 )
 
 

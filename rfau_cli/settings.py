@@ -221,9 +221,35 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+LIRA_REFERENCES = 8  # --references default: 4 in- and 4 out-models a candidate
+LIRA_MIN_REFERENCES = 2  # below 4 only the offline (out-models) attack runs
+
+
+@dataclass(frozen=True)
+class LiraSettings:
+    """LiRA's reference models: how many, where they are cached (None: the default cache
+    directory, reference_models.default_reference_dir) and the retrain recipe they use."""
+
+    references: int = LIRA_REFERENCES
+    reference_dir: Path | None = None
+    init: Path | None = None
+    hparams: MethodSettings = MethodSettings(batch_size=64)
+
+    def __post_init__(self) -> None:
+        if self.references < LIRA_MIN_REFERENCES:
+            raise InputError(
+                f"--references must be at least {LIRA_MIN_REFERENCES} (4 or more for online LiRA; 2-3 run its "
+                f"offline variant), not {self.references}"
+            )
+
+
 @dataclass(frozen=True)
 class AuditConfig:
-    """What `rfau audit` measures and against what; `require` holds the raw gate expressions."""
+    """What `rfau audit` measures and against what; `require` holds the raw gate expressions.
+
+    `lira` is used when `attacks` holds "lira"; `lira_given` says a LiRA flag was given
+    (--references, --reference-dir, --retrain-*), which without the attack is an error.
+    """
 
     model: Path
     data: DataSettings
@@ -235,6 +261,9 @@ class AuditConfig:
     out: Path | None = None
     seed: int = 0
     runtime: RuntimeSettings = RuntimeSettings()
+    lira: LiraSettings = LiraSettings()
+    lira_given: bool = False
+    per_sample: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -276,6 +305,8 @@ class BenchConfig:
     seeds: tuple[int, ...] = (0,)
     hparams: MethodSettings = MethodSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+    attacks: tuple[str, ...] = ("svc", "loss", "logreg")
+    lira: LiraSettings = LiraSettings()  # its recipe: retrain_init + retrain_hparams
 
     def as_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

@@ -56,6 +56,13 @@ MIA_ROWS = (
     ("loss_tpr_at_0.1pct_fpr", "TPR @ 0.1% FPR"),
     ("logreg_acc", "logreg attack acc"),
 )
+LIRA_ROWS = (
+    ("auc", "LiRA AUC"),
+    ("tpr_at_1pct_fpr", "LiRA TPR @ 1% FPR"),
+    ("tpr_at_0.1pct_fpr", "LiRA TPR @ 0.1% FPR"),
+    ("flagged_at_1pct_fpr", "LiRA D_f flagged"),
+    ("retain_auc", "LiRA AUC, D_r vs test"),
+)
 ORIGINAL_ROWS = (
     ("retain_feature_distance", "D_r feature dist."),
     ("forget_feature_distance", "D_f feature dist."),
@@ -88,7 +95,10 @@ def print_audit_summary(result: dict[str, Any], console: Any) -> None:
             return
         cells = [label, f"{block}.{key}", _num(mine[key])]
         if reference:
-            cells += [_num((theirs or {}).get(key)), _num(gap.get(block, {}).get(key))]
+            block_gap: Any = gap
+            for part in block.split("."):
+                block_gap = block_gap.get(part, {}) if isinstance(block_gap, dict) else {}
+            cells += [_num((theirs or {}).get(key)), _num(block_gap.get(key))]
         table.add_row(*cells)
 
     ref_metrics = (reference or {}).get("metrics", {})
@@ -98,9 +108,19 @@ def print_audit_summary(result: dict[str, Any], console: Any) -> None:
                 add(f"{split} {name}", block, key, metrics[block], ref_metrics.get(block))
     for key, name in MIA_ROWS:
         add(name, "mia", key, metrics.get("mia", {}), ref_metrics.get("mia"))
+    for key, name in LIRA_ROWS:
+        add(name, "mia.lira", key, metrics.get("mia", {}).get("lira", {}), ref_metrics.get("mia", {}).get("lira"))
     for key, name in ORIGINAL_ROWS:
         add(name, "original", key, result.get("original", {}), (reference or {}).get("original"))
     console.print(table)
+    lira = result.get("lira")
+    if lira:
+        console.print(
+            f"LiRA {lira['mode']} ({lira['variance']} variance) over {lira['references']} reference models: "
+            f"{len(lira['reused'])} reused from {lira['reference_dir']}, {len(lira['trained'])} trained"
+            + (f". {lira['note']}" if lira.get("note") else ""),
+            highlight=False,
+        )
     if reference:
         keys = ", ".join(gap.get("avg_gap_keys", []))
         console.print(

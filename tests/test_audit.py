@@ -223,7 +223,8 @@ def test_json_output_file_and_same_seed_same_numbers(cli, resnet_ckpt, digits, s
     sizes = result["sizes"]
     assert sizes["forget"] == 134 and sizes["test"] == 449
     assert sizes["retain"] == min(sizes["retain_total"], max(sizes["test"], result["settings"]["retain_sample_max"]))
-    assert set(result["metrics"]) == {"forget", "retain", "test", "mia"}
+    assert set(result["metrics"]) == {"forget", "forget_all", "retain", "test", "mia"}  # forget_all: no ledger, = D_f
+    assert result["metrics"]["forget_all"] == result["metrics"]["forget"]
     assert set(result["metrics"]["mia"]) >= {
         "efficacy",
         "svc",

@@ -21,7 +21,9 @@ def test_retrain_class_from_scratch(cli, digits, resnet_ckpt, class_forget_file,
     printed = json.loads(result.stdout)
     report = json.loads((out / REPORT_FILE).read_text())
     assert printed == report
-    assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG_FILE, MODEL_FILE, REPORT_FILE])
+    records = ["ledger.json", "README.md"]  # the ledger and the model card (tests/test_ledger.py)
+    assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG_FILE, MODEL_FILE, REPORT_FILE, *records])
+    assert report["ledger"][-1]["method"] == "retrain"
     assert set(REPORT_KEYS) <= set(report)
     assert report["command"] == "retrain" and report["method"] == "retrain"
     assert report["training"]["init"] == "scratch"

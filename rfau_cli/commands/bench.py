@@ -27,6 +27,10 @@ avg_gap_pp (SalUn's Avg. Gap, mean |difference| over UA, RA, TA, MIA-efficacy in
   0 is no better than doing nothing (undefined without a floor or with nothing to remove);
 - loss_auc_gap = |loss-attack AUC - mean AUC of the references|.
 Time is the unlearning itself (the run's setup + fit phases), not loading or auditing.
+
+With `--attacks ...,lira` LiRA's reference models are loaded or trained once per bench
+(reference_models.py, cached in --reference-dir) on the shared Job's rows, and every row of
+the table (references, none, methods) gets its LiRA AUC and TPR at 1% FPR against them.
 """
 
 from __future__ import annotations
@@ -57,11 +61,30 @@ METRICS = {
     "ta": "test.acc",
     "mia_efficacy": "mia.efficacy",
     "loss_auc": "mia.loss_auc",
+    "lira_auc": "mia.lira.auc",  # None unless --attacks holds lira
+    "lira_tpr": "mia.lira.tpr_at_1pct_fpr",
 }
 # Numbers a run's "gap" holds.
 GAP_NUMBERS = ("avg_gap_pp", "loss_auc_gap", "share_closed")
 # Columns aggregated over seeds (mean and spread).
 NUMBERS = (*METRICS, *GAP_NUMBERS, "time_s", "total_s", "peak_memory_mib", "trainable_parameters")
+
+
+@dataclass
+class Auditor:
+    """Audits a model with the bench's one Job and attacks (and LiRA's references, when chosen)."""
+
+    job: Any
+    attacks: tuple[str, ...]
+    calibration: Any = None
+
+    def __call__(self, model: Any) -> dict[str, Any]:
+        from rfau_cli.commands.audit import add_lira
+
+        scores, metrics = self.job.audit(model, self.attacks)
+        if self.calibration is not None:
+            add_lira(metrics, scores, self.calibration, self.job)
+        return metrics
 
 
 @dataclass(frozen=True)
@@ -91,22 +114,27 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         InputError: bad input (before any run, or while loading a reference); nothing is written.
     """
     from rfau_cli.checkpoint import atomic_output_dir
+    from rfau_cli.commands.audit import calibrate
     from rfau_cli.commands.bench_render import render_markdown, render_plot
     from rfau_cli.progress import Progress
     from rfau_cli.report import report_header, write_report
 
     started = time.perf_counter()
     names = check_bench(cfg)
+    attacks, lira_dir = check_bench_attacks(cfg)
     specs = reference_specs(cfg)
     runs: list[dict[str, Any]] = []
     # `--out` is claimed first (its temporary sibling created now, removed on any failure).
     with Progress(cfg.runtime.quiet) as progress, atomic_output_dir(cfg.out) as tmp:
         job = _audit_job(cfg)  # loads data and model: label/id errors are exit 2 here, before any run
+        auditor = Auditor(job, attacks)
+        if lira_dir is not None:  # once per bench, shared by every row
+            auditor.calibration = calibrate(replace(job, progress=progress), cfg.lira, lira_dir)
         (tmp / RUNS_DIR).mkdir()
         task = progress.add_task("bench", total=len(specs) + len(cfg.seeds) * len(names))
         references = []
         for spec in specs:
-            references.append(_reference_run(cfg, spec, tmp, job))
+            references.append(_reference_run(cfg, spec, tmp, auditor))
             progress.advance(task)
         ok_refs = [r for r in references if r["status"] == "ok"]
         floor = noise_floor([r["audit"] for r in ok_refs], [r["label"] for r in ok_refs])
@@ -115,12 +143,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             if ref["status"] == "ok":
                 ref["gap"] = _reference_gap_to_others(ref, ok_refs, auc_ref)
             runs.append(_log(progress, ref))
-        none = _none_run(job, ok_refs, auc_ref, floor["mean"])
+        none = _none_run(auditor, ok_refs, auc_ref, floor["mean"])
         gap_none = none.get("gap", {}).get("avg_gap_pp")
         runs.append(_log(progress, none))
         for seed in cfg.seeds:
             for name in names:
-                run = _method_run(cfg, name, seed, tmp, job)
+                run = _method_run(cfg, name, seed, tmp, auditor)
                 if run["status"] == "ok" and ok_refs:
                     run["gap"] = gap_to_references(run["audit"], ok_refs, auc_ref)
                     run["gap"]["share_closed"] = share_closed(gap_none, run["gap"]["avg_gap_pp"], floor["mean"])
@@ -140,6 +168,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 "labels": [s.label for s in specs],
             },
             "audit_seed": job.seed,
+            "attacks": list(attacks),
+            "lira": auditor.calibration.info if auditor.calibration is not None else None,
             "methods": names,
             "seeds": list(cfg.seeds),
             "floor": floor,
@@ -195,6 +225,16 @@ def check_bench(cfg: BenchConfig) -> list[str]:
         if ref.num_labels != model.num_labels:
             raise InputError(f"--reference {path} has {ref.num_labels} labels; --model has {model.num_labels}")
     return names
+
+
+def check_bench_attacks(cfg: BenchConfig) -> tuple[tuple[str, ...], Path | None]:
+    """The attacks, and LiRA's checked cache directory (None without lira); exit 2 on bad values."""
+    from rfau_cli.audit import LIRA
+    from rfau_cli.commands.audit import check_attacks
+    from rfau_cli.reference_models import check_reference_dir
+
+    attacks = check_attacks(cfg.attacks)
+    return attacks, check_reference_dir(cfg.lira.reference_dir) if LIRA in attacks else None
 
 
 def check_sets(sets: tuple[tuple[str, str], ...], names: list[str]) -> None:
@@ -319,19 +359,18 @@ def _audit_job(cfg: BenchConfig) -> Any:
     return prepare_job(resolve_checkpoint(cfg.model), cfg.data, cfg.runtime, cfg.seeds[0], Progress(quiet=True))
 
 
-def _audit(job: Any, path: Path) -> dict[str, Any]:
+def _audit(auditor: Auditor, path: Path) -> dict[str, Any]:
     from rfau_cli.checkpoint import load_model, resolve_checkpoint
 
-    _, metrics = job.audit(load_model(resolve_checkpoint(path)))
-    return metrics
+    return auditor(load_model(resolve_checkpoint(path)))
 
 
-def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -> dict[str, Any]:
+def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, auditor: Auditor) -> dict[str, Any]:
     """Retrain (or audit the given checkpoint); input errors propagate (exit 2)."""
     record: dict[str, Any] = {"method": REFERENCE, "role": "reference", "seed": spec.seed, "label": spec.label}
     try:
         if spec.path is not None:
-            metrics = _audit(job, spec.path)
+            metrics = _audit(auditor, spec.path)
             return {**record, "path": str(spec.path), "status": "ok", "audit": metrics, "metrics": _selected(metrics)}
         from rfau_cli.commands.retrain import run_retrain
 
@@ -346,16 +385,16 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, job: Any) -
         )
         with peak_memory() as peak:
             report = run_retrain(retrain)
-        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak(), _audit(job, run_dir))}
+        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak(), _audit(auditor, run_dir))}
     except InputError:
         raise
     except Exception as err:  # any other failure of one run is recorded; the bench goes on
         return {**record, "status": "failed", "error": one_line(err)}
 
 
-def _none_run(job: Any, refs: list[dict[str, Any]], auc: float | None, floor: float | None) -> dict[str, Any]:
+def _none_run(auditor: Auditor, refs: list[dict[str, Any]], auc: float | None, floor: float | None) -> dict[str, Any]:
     """Doing nothing: the original model, audited and gapped like every method."""
-    _, metrics = job.audit(job.model)
+    metrics = auditor(auditor.job.model)
     record: dict[str, Any] = {
         "method": NONE,
         "role": "none",
@@ -370,7 +409,7 @@ def _none_run(job: Any, refs: list[dict[str, Any]], auc: float | None, floor: fl
     return record
 
 
-def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> dict[str, Any]:
+def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, auditor: Auditor) -> dict[str, Any]:
     """One method, one seed, through `run_unlearn`; any failure becomes a record."""
     from rfau_cli.commands.unlearn import run_unlearn
     from rfau_cli.methods import load_method
@@ -392,7 +431,7 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, job: Any) -> 
                 runtime=replace(cfg.runtime, quiet=True, json=False),
             )
             report = run_unlearn(unlearn, method=method)
-        metrics = _audit(job, run_dir)
+        metrics = _audit(auditor, run_dir)
     except Exception as err:  # a failing method is a result of the bench, not its end
         if not run_dir.exists():
             record.pop("dir")  # nothing was written: run_unlearn's output is atomic

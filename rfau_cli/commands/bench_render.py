@@ -29,8 +29,25 @@ COLUMNS = (
     ("peak_memory_mib", "peak memory (MiB)", "MiB", "int"),
     ("trainable_parameters", "trainable params", "params", "int"),
 )
+# Shown when the bench ran `--attacks ...,lira`, after the loss-attack columns.
+LIRA_COLUMNS = (
+    ("lira_auc", "LiRA AUC", "LiRA AUC", "auc"),
+    ("lira_tpr", "LiRA TPR @ 1% FPR (%)", "LiRA TPR %", "pct"),
+)
 HEADER = ("method", *(c[1] for c in COLUMNS))
 SHORT_HEADER = ("method", *(c[2] for c in COLUMNS))
+
+
+def columns(result: dict[str, Any]) -> tuple[tuple[str, str, str, str], ...]:
+    """The table's columns: COLUMNS, with LiRA's after the loss AUC gap when it ran."""
+    if "lira" not in result.get("attacks", ()):
+        return COLUMNS
+    at = [c[0] for c in COLUMNS].index("loss_auc_gap") + 1
+    return (*COLUMNS[:at], *LIRA_COLUMNS, *COLUMNS[at:])
+
+
+def header(result: dict[str, Any], short: bool = False) -> tuple[str, ...]:
+    return ("method", *(c[2 if short else 1] for c in columns(result)))
 NOT_KNOWN = "n/a"
 
 
@@ -53,7 +70,7 @@ def _floor_known(result: dict[str, Any]) -> bool:
 
 def _row_cells(result: dict[str, Any], row: dict[str, Any]) -> list[str]:
     cells = []
-    for key, _, _, kind in COLUMNS:
+    for key, _, _, kind in columns(result):
         if key == "floor":
             cells.append(_cell(result.get("floor"), kind, NOT_KNOWN))
         elif key == "share_closed" and row["method"] != REFERENCE:
@@ -76,7 +93,7 @@ def table_rows(result: dict[str, Any], short: bool = False) -> list[list[str]]:
         if row["status"] == "failed":
             rows.append(
                 [name, "failed" if short else f"failed: {row['errors'][0] if row['errors'] else ''}"]
-                + [""] * (len(COLUMNS) - 1)
+                + [""] * (len(columns(result)) - 1)
             )
             continue
         if row["status"] == "partial":
@@ -116,8 +133,18 @@ def describe(result: dict[str, Any]) -> list[str]:
         "",
         "Cells: mean ± std over method seeds. Avg gap: mean |method - reference| over UA, RA, TA, MIA-efficacy (pp), "
         "averaged over the references. Share closed: (gap of none - gap) / (gap of none - floor). "
-        "Loss AUC gap: |loss-attack AUC - the references' mean|. Time: setup + fit of the run.",
+        "Loss AUC gap: |loss-attack AUC - the references' mean|. Time: setup + fit of the run."
+        + (_lira_text(result) if "lira" in result.get("attacks", ()) else ""),
     ]
+
+
+def _lira_text(result: dict[str, Any]) -> str:
+    info = result.get("lira") or {}
+    return (
+        f" LiRA ({info.get('mode', '-')}, {info.get('references', '-')} reference models, "
+        f"{len(info.get('reused', []))} reused): AUC and TPR at 1% FPR of D_f against the test rows; "
+        "a retrained model sits near 1%."
+    )
 
 
 def _none_gap(result: dict[str, Any]) -> dict[str, Any] | None:
@@ -131,8 +158,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         *describe(result),
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * len(COLUMNS)) + "|",
+        "| " + " | ".join(header(result)) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(columns(result))) + "|",
     ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(result)]
     failures = [f"- {_who(r)}: {r['error']}" for r in result["runs"] if r["status"] != "ok"]
@@ -153,7 +180,7 @@ def print_bench_table(result: dict[str, Any], out_dir: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"rfau bench: seeds {', '.join(map(str, result['seeds']))}")
-    for i, title in enumerate(SHORT_HEADER):
+    for i, title in enumerate(header(result, short=True)):
         table.add_column(title, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in table_rows(result, short=True):
         table.add_row(*row)

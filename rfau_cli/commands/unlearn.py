@@ -1,7 +1,12 @@
 """`rfau unlearn`, top to bottom:
 
-    validate -> load_checkpoint + load_splits -> audit(before) -> attach_adapter
-             -> method.fit -> save -> audit(after) -> write_report
+    validate (+ read the input's ledger) -> load_checkpoint + load_splits -> audit(before)
+             -> attach_adapter -> method.fit -> save (+ rfau.* metadata) -> audit(after)
+             -> ledger.json -> README.md (model card) -> write_report
+
+`--model` may be an earlier rfau output: merged weights are a checkpoint like any other; an
+adapter-only output is merged into its base before the new adapter is attached, and the
+adapter written holds both (checkpoint.save_model). Its ledger is carried forward (ledger.py).
 
 Everything that can be wrong with the input is checked before any work; outputs are built
 in a temporary directory renamed at the end, so a failure leaves no `--out`.
@@ -36,6 +41,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
         save_model,
     )
     from rfau_cli.job import prepare_job
+    from rfau_cli.ledger import read_input_ledger
     from rfau_cli.methods import load_method
     from rfau_cli.progress import Progress
     from rfau_cli.report import write_report
@@ -48,8 +54,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     if cfg.data.by == "sample" and cfg.data.test_data is None:
         raise InputError("--by sample needs --test-data: held-out rows set the forgetting target")
     ref = resolve_checkpoint(cfg.model)
-    if ref.adapter_dir is not None:
-        raise InputError(f"--model {cfg.model} is an adapter directory; start from a full checkpoint")
+    ledger = read_input_ledger(ref)  # the earlier requests, checked against the weights
     settings = cfg.hparams.resolved(method)  # the method's defaults and its --set parameters, checked
     # Flags that need the model's config (device, label count, taps, LoRA targets): checked
     # from the config and the weights' header, before any data is read.
@@ -61,7 +66,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
     # anywhere below removes it.
     with claim_output_dir(cfg.out) as claim, Progress(cfg.runtime.quiet) as progress, peak_memory() as memory:
         with progress.phase("load"):
-            job = prepare_job(ref, cfg.data, cfg.runtime, settings.seed, progress)
+            job = prepare_job(ref, cfg.data, cfg.runtime, settings.seed, progress, ledger=ledger, merge_adapter=True)
         # Several processes: all of them set up and fit (each on its shard of every batch);
         # only the main one audits and writes, the others wait for its report.
         main = job.accelerator.is_main_process
@@ -89,6 +94,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                 with atomic_output_dir(cfg.out, claim) as tmp:
                     with progress.phase("save"):
                         model = save_model(ctx.model, ref, tmp, cfg.save)
+                        stamp_provenance(tmp, job, method.name, settings.seed)
                     with progress.phase("audit_after"):
                         after_scores, after = job.audit(model)
                     from rfau_cli.audit import compare_to_original
@@ -102,6 +108,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                         cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command,
                         memory=memory(),
                     )
+                    write_ledger_and_card(report, job, tmp, cfg.data.id_column)
                     write_report(report, tmp / REPORT_FILE)
             report = wait_and_share(job.accelerator, report)
         except (MemoryError, RuntimeError) as err:
@@ -111,6 +118,47 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                 raise RunError(f"{command} failed: out of memory ({str(err).splitlines()[0]})") from err
             raise
     return report
+
+
+def stamp_provenance(out: Any, job: Any, method: str, seed: int) -> None:
+    """`rfau.*` metadata into every .safetensors just written (provenance.py)."""
+    from rfau_cli import __version__
+    from rfau_cli.provenance import provenance_metadata, stamp_weights
+
+    stamp_weights(
+        out,
+        provenance_metadata(
+            version=__version__, input_sha256=job.ledger.input_sha256, forget_sha256=job.forget.sha256,
+            method=method, seed=seed, ledger_length=len(job.ledger.entries) + 1,
+        ),
+    )
+
+
+def write_ledger_and_card(report: dict[str, Any], job: Any, out: Any, id_column: str | None) -> None:
+    """Append this request to the input's ledger (report.json `ledger` and ledger.json), then
+    write the model card (README.md) rendered from the final report.
+
+    Like report.json, both are records, not in `outputs.sha256` (which stays byte-identical
+    for one seed: the ledger holds the date): `rfau verify` checks that ledger.json is the
+    report's ledger and that README.md is the card the report renders to.
+    """
+    import json
+
+    from rfau_cli import __version__
+    from rfau_cli.ledger import LEDGER_FILE, new_entry, write_ledger
+    from rfau_cli.model_card import CARD_FILE, card_for
+    from rfau_cli.report import dumps
+
+    splits = job.splits
+    entry = new_entry(
+        previous=job.ledger, ref=job.ref, out=out, command=report["command"], method=report["method"],
+        settings=report["settings"], seed=report["seed"], by=splits.by, forget_ids=job.forget.ids,
+        forget_sha256=job.forget.sha256, forget_count=len(splits.forget), forget_classes=splits.request_classes,
+        id_column=id_column, data_fingerprint=splits.fingerprint, version=__version__,
+    )
+    report["ledger"] = [*job.ledger.entries, entry]
+    write_ledger(report["ledger"], out / LEDGER_FILE)
+    (out / CARD_FILE).write_text(card_for(json.loads(dumps(report))))
 
 
 def _check_save(cfg: UnlearnConfig, method: Any) -> UnlearnConfig:
@@ -156,10 +204,14 @@ def build_report(
             "forget_list": job.forget.source,
             "forget_list_sha256": job.forget.sha256,
             "columns": asdict(splits.columns),
+            "built_from": job.ledger.built_from,
+            "earlier_requests": len(job.ledger.entries),
         },
         "forget_count": int(len(splits.forget)),
         "forget_by": splits.by,
-        "forget_classes": list(splits.forget_classes),
+        "forget_classes": list(splits.request_classes),
+        # every class forgotten so far (this request's and the ledger's), all masked
+        "forget_classes_all": sorted(set(splits.request_classes) | set(splits.earlier_classes)),
         "method": method.name,
         "settings": {
             **_settings_dict(settings),
