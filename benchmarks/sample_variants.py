@@ -6,11 +6,15 @@ each judged against three retrains of different seeds, in memory, on digits ResN
 Scenarios (SCEN): `memg-resnet` (1,000 shifted digits, 150 epochs: memorised), `mem300-resnet`
 (300 digits, 150 epochs), `fit-resnet` (4,000 shifted digits, 30 epochs: well fitted), `vit`
 (4,000 shifted digits, 60 epochs). Forget sets: `rand10`, `rand1`, `class3` (half of one
-class's rows). Variants (`loss`): `design` (DESIGN.md's head-feature target), `margin`
+class's rows), `conc10` (10% of the rows, 60% of them from class 3: the bench's c10). Variants (`loss`): `design` (DESIGN.md's head-feature target), `margin`
 (smooth-L1 on the margin against the teacher's runner-up, what RFAU now does), `margin-max`,
 `kl` (KL to the teacher's distribution with z_y lowered to the target margin); options:
 `converge` (stop when the mean margin excess is this share of the drop asked), `cond`
-(class-conditional test quantiles), `gamma`, `lr`, `k`, `epochs`, `rank`. Prints, per variant,
+(class-conditional test quantiles of the forget rows ranked among themselves), `transport`
+(`global`/`class`: a row's percentile among the training rows mapped to the test margins, what
+RFAU now does with `global`), `prior` (weight of the label-shift term), `one_sided` (targets
+never above the row's own margin), `gamma`, `lr`, `k`, `epochs`, `rank`. RFAU today is
+`{"loss": "margin", "converge": 0.1, "gamma": 0.1, "transport": "global", "prior": 1.0, "one_sided": true}`. Prints, per variant,
 the avg gap to the retrains (mean ± std over seeds 0,1,2), the share of the removable gap
 closed, UA/RA/TA/MIA-efficacy, loss-attack AUC, the margins before/after against their
 targets, time and steps. Models are cached under /tmp/research/cache.
@@ -37,6 +41,7 @@ from rfau_cli.audit import Scores, compute_metrics, reference_gap
 from rfau_cli.commands.bench import noise_floor, share_closed
 from rfau_cli.features import TapReader, TapSpec, find_head, relative_distance
 from rfau_cli.lora import attach_lora, find_lora_targets
+from rfau_cli.methods.margin_targets import label_shift, transport
 
 torch.set_num_threads(1)
 CACHE = os.environ.get("RFAU_RESEARCH_CACHE", "/tmp/research/cache")
@@ -226,14 +231,21 @@ def run(original, name, f_rows, v, seed=0):
         q = torch.tensor(qq, dtype=torch.float32)
     else:
         q = torch.tensor(quantile_match(rank_by, tgt_src), dtype=torch.float32)
+    if v.get("transport"):
+        # Member -> non-member transport (rfau_cli/methods/margin_targets.py); "class": within
+        # each class (rejected, docs/results.md), "global": pooled (what RFAU does).
+        tz_all, _ = teacher(X)
+        m_all, _ = margins(tz_all, y)
+        m_all, yn, ytn, mf_np, yf_np = m_all.numpy(), y.numpy(), yt.numpy(), m_f.numpy(), yf.numpy()
+        qq = transport(mf_np, m_all, tgt_src)
+        if v["transport"] == "class":
+            for c in np.unique(yf_np):
+                if (ytn == c).sum() >= v.get("min_test", 10):
+                    sel = yf_np == c
+                    qq[sel] = transport(mf_np[sel], m_all[yn == c], tgt_src[ytn == c])
+        q = torch.tensor(qq, dtype=torch.float32)
     if v.get("prior"):
-        # Label shift: a retrain on D_r sees class c at (1 - f_c) of its frequency, which moves
-        # its logit by log(1 - f_c) relative to the overall (1 - f); the margin z_y - z_c'
-        # moves by the difference of the two classes' shifts.
-        counts = np.bincount(y.numpy(), minlength=tz_f.shape[1]).astype(float)
-        gone = np.bincount(yf.numpy(), minlength=tz_f.shape[1]).astype(float)
-        kept = np.log(np.clip((counts - gone) / np.maximum(counts, 1), 1e-3, None))
-        shift_q = kept[yf.numpy()] - kept[c_f.numpy()]
+        shift_q = label_shift(y.numpy(), yf.numpy(), yf.numpy(), c_f.numpy(), tz_f.shape[1])
         q = q + v["prior"] * torch.tensor(shift_q, dtype=torch.float32)
     if v.get("one_sided"):
         # Never ask a forgotten row to become more confident than the original was.

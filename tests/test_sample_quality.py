@@ -27,7 +27,11 @@ def memorising(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     import datasets
 
     root = tmp_path_factory.mktemp("memorising")
-    train, test = toy.grown_digits_datasets(root / "grown", copies=2, test_copies=1)
+    # Test rows grown like the training rows (originals and shifted variants alike): RFAU's
+    # target, like every membership attack, takes test rows as the model's non-members. With
+    # unshifted originals only (easier than the training rows: the model is surer of them than
+    # of its own training rows) every test-based target under-forgets (README, Sample mode).
+    train, test = toy.grown_digits_datasets(root / "grown", copies=2)
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(datasets.load_from_disk(str(train))), ROWS, replace=False))
     datasets.load_from_disk(str(train)).select(rows.tolist()).save_to_disk(str(root / "train"))
@@ -61,7 +65,7 @@ def test_rfau_closes_most_of_the_removable_gap(memorising, tmp_path, cli) -> Non
     gap, share = rows["rfau"]["avg_gap_pp"]["mean"], rows["rfau"]["share_closed"]["mean"]
     print(f"doing nothing {nothing:.2f} pp, floor {floor:.2f} pp, rfau {gap:.2f} pp: share closed {share:.0%}")
     assert nothing - floor > 2.0  # the model memorised: there is something to remove
-    assert share >= 0.6
+    assert share >= 0.75
     assert rows["rfau"]["loss_auc_gap"]["mean"] <= 0.05  # as hard to attack as the retrained models
     report = json.loads((tmp_path / "bench" / "runs" / "rfau-s0" / "report.json").read_text())
     assert report["training"]["stop_reason"].startswith("converged")

@@ -1,0 +1,58 @@
+"""Sample mode's target margins (rfau_cli/methods/margin_targets.py), on synthetic margins
+whose answer is known: the properties a user relies on, not the formula's digits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rfau_cli.methods.margin_targets import label_shift, margin_targets, percentile_in, transport
+
+
+def _population(rng: np.random.Generator, n: int, classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    labels = rng.integers(0, classes, n)
+    return labels, labels.astype(float) + rng.normal(8.0, 1.0, n)  # members: confident, class-dependent
+
+
+def test_a_row_keeps_its_percentile_from_members_to_test_rows() -> None:
+    members = np.arange(100, dtype=float)  # percentiles 0.005 .. 0.995
+    test = np.linspace(-5.0, 5.0, 1001)
+    got = transport(np.array([24.5, 74.5]), members, test)
+    assert np.allclose(got, [np.quantile(test, 0.25), np.quantile(test, 0.75)])
+
+
+def test_the_target_of_a_row_does_not_depend_on_the_rest_of_the_request() -> None:
+    rng = np.random.default_rng(0)
+    _, members = _population(rng, 2000)
+    _, test = _population(rng, 800)
+    test -= 3.0  # non-members are less sure
+    row = np.array([9.0])
+    alone = transport(row, members, test)
+    with_hard_rows = transport(np.concatenate([row, members[:40] - 2.0]), members, test)
+    assert with_hard_rows[0] == alone[0]
+    # ranking the request among itself (the first version) would not have kept it
+    ranks = (np.argsort(np.argsort(np.concatenate([row, members[:40] - 2.0]))) + 0.5) / 41
+    assert np.quantile(test, ranks[0]) != alone[0]
+
+
+def test_label_shift_is_zero_for_a_uniform_request_and_lowers_a_concentrated_class() -> None:
+    train = np.repeat(np.arange(10), 100)
+    uniform = np.repeat(np.arange(10), 10)  # 10% of every class
+    shift = label_shift(train, uniform, uniform, (uniform + 1) % 10, 10)
+    assert np.allclose(shift, 0.0)
+    concentrated = np.concatenate([np.full(60, 3), np.repeat([0, 1, 2, 4, 5, 6, 7, 8, 9], [5, 5, 5, 5, 4, 4, 4, 4, 4])])
+    shift = label_shift(train, concentrated, concentrated, np.where(concentrated == 3, 8, 3), 10)
+    assert np.allclose(shift[concentrated == 3], np.log(0.4 / 0.96))  # class 3 kept 40%, class 8 96%
+    assert np.all(shift[concentrated != 3] > 0)  # their runner-up (3) lost more than they did
+
+
+def test_targets_never_raise_a_margin_and_percentiles_stay_in_range() -> None:
+    rng = np.random.default_rng(2)
+    labels_m, members = _population(rng, 500)
+    _, test = _population(rng, 300)
+    test += 5.0  # a test set the model is surer of than of its training rows
+    forget = np.array([0, 1, 2])
+    f_margin = members[forget]
+    q = margin_targets(f_margin, labels_m[forget], (labels_m[forget] + 1) % 4, members, test, labels_m, 4)
+    assert np.all(q <= f_margin)
+    u = percentile_in(members, np.array([-1e9, 1e9]))
+    assert u[0] == 0.0 and u[1] == 1.0
