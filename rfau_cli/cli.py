@@ -278,10 +278,10 @@ def unlearn(
     with user_errors(), _parent_made(cfg.out, out is None):
         from rfau_cli.commands.unlearn import run_unlearn
 
-        report = run_unlearn(cfg)
-    _print_result(report, json_out, quiet)
-    if gates:
-        _check_report_gates(gates, report, cfg.out, quiet)
+        report = run_unlearn(cfg, gates=gates)
+    _print_result(report, json_out, quiet, cfg.out)
+    with user_errors():
+        _check_report_gates(report, cfg.out, quiet)
 
 
 def _default_out(ctx: typer.Context, model: Path, forget: str, suffix: str = "") -> Path:
@@ -300,22 +300,19 @@ def _parent_made(out: Path, chosen_for_user: bool) -> contextlib.AbstractContext
     return parent_made(out) if chosen_for_user else contextlib.nullcontext()
 
 
-def _check_report_gates(gates: list, report: dict, out: Path, quiet: bool) -> None:
-    """`unlearn --require`: each gate against the report's metrics.after, under the keys
-    `rfau audit` gives them; GateFailed (exit 1) names the gates that failed."""
-    from rfau_cli.commands.audit import check_gates, gate_values
-    from rfau_cli.errors import InputError
-    from rfau_cli.gates import UnknownGateKeyError, evaluate_gates, gate_records
+def _check_report_gates(report: dict, out: Path, quiet: bool) -> None:
+    """`unlearn --require`: the report's `gates` block (each gate checked on metrics.after by
+    the run); GateFailed (exit 1) names the gates that failed and where the output is kept."""
+    from rfau_cli.commands.audit import check_gates
+    from rfau_cli.errors import GateFailed
 
-    metrics = report["metrics"]
-    try:
-        checked = evaluate_gates(gates, gate_values({"metrics": metrics["after"], "original": metrics["original"]}))
-    except UnknownGateKeyError as err:
-        raise InputError(f"{err.message} (the output in {out} is kept)") from None
     if not quiet:
-        for r in checked:
-            typer.echo(f"gate {r.gate.expr}: {'held' if r.passed else 'FAILED'} (actual {r.actual:.4g})", err=True)
-    check_gates({"gates": gate_records(checked)})
+        for g in report.get("gates", []):
+            typer.echo(f"gate {g['expr']}: {'held' if g['passed'] else 'FAILED'} (actual {g['actual']:.4g})", err=True)
+    try:
+        check_gates(report)
+    except GateFailed as err:
+        raise GateFailed(f"{err} (the output in {out} is kept)") from None
 
 
 @app.command()
@@ -711,7 +708,7 @@ def _split_list(text: Optional[str]) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip()) if text else ()
 
 
-def _print_result(report: dict, json_out: bool, quiet: bool) -> None:
+def _print_result(report: dict, json_out: bool, quiet: bool, out: Optional[Path] = None) -> None:
     from rfau_cli.report import dumps
 
     if json_out:
@@ -719,7 +716,7 @@ def _print_result(report: dict, json_out: bool, quiet: bool) -> None:
         return
     from rfau_cli.summary import print_unlearn_summary
 
-    print_unlearn_summary(report)
+    print_unlearn_summary(report, out)
 
 
 def main() -> None:

@@ -130,13 +130,13 @@ def find_config(explicit: Path | None) -> ConfigFile | None:
     """
     if explicit is not None:
         path = explicit.expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"--config file not found: {path}")
         if path.name == PYPROJECT_NAME:
             return _from_pyproject(path, required=True)
-    elif Path(CONFIG_NAME).is_file():
+    elif Path(CONFIG_NAME).exists():  # a directory of that name is refused (_read_toml), not skipped
         path = Path(CONFIG_NAME)
-    elif Path(PYPROJECT_NAME).is_file():
+    elif Path(PYPROJECT_NAME).exists():
         return _from_pyproject(Path(PYPROJECT_NAME), required=False)
     else:
         return None
@@ -160,6 +160,10 @@ def _read_toml(path: Path, label: str) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"{label}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{label}: not valid TOML: not UTF-8 text (byte {err.start})") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a directory, not a config file") from None
     except OSError as err:
         raise InputError(f"{label}: cannot be read: {err.strerror or err}") from None
 
@@ -271,6 +275,12 @@ def _check_template(template: str, name: str, where: str) -> None:
     for f in fields:
         if f not in PLACEHOLDERS:
             raise InputError(f"{name}: {where}: unknown placeholder {{{f}}} in {template!r} (known: {known})")
+    # '..' after a placeholder undoes it: every request would get the same directory (or one
+    # outside the tree the template names). Before the first placeholder it is a plain path.
+    parts = Path(template).parts
+    first = next((i for i, part in enumerate(parts) if "{" in part), len(parts))
+    if ".." in parts[first:]:
+        raise InputError(f"{name}: {where}: '..' after a placeholder in {template!r} undoes it; name the directory")
 
 
 def _template_fields(template: str) -> list[str]:
@@ -327,16 +337,20 @@ def model_name(model: Path) -> str:
 
 
 def output_dir(config: ConfigFile | None, model: Path, forget: str, suffix: str = "") -> Path:
-    """Where a run writes when no --out flag is given (`planned_output`); the default
-    directory must not exist yet (a templated one is checked by the run, like --out).
+    """Where a run writes when no --out flag is given (`planned_output`); it must not exist yet.
 
     Raises:
-        InputError: the default directory exists (this request was answered there already).
+        InputError: the directory exists (this request was answered there already).
     """
     out = planned_output(config, model, forget, suffix)
-    if not _from_template(config, suffix) and out.exists():
+    if out.exists() or out.is_symlink():
+        if config is not None and _from_template(config, suffix):
+            raise InputError(
+                f"{out} already exists (the output `out = {config.out_template!r}` of {config.label} names for "
+                "this request): give --out DIR to write elsewhere"
+            )
         raise InputError(
-            f"{out} already exists (the default output for this forget list); "
+            f"{out} already exists (the default output for this forget list: it was answered there); "
             f"give --out DIR, or `out = ...` in {CONFIG_NAME}, to write elsewhere"
         )
     return out

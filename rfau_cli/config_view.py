@@ -56,7 +56,10 @@ def _default_out(config: Any, params: dict[str, Any], suffix: str) -> dict[str, 
     from_file = config is not None and config.out_template is not None and not suffix
     origin = config.label if from_file else "default"
     if forget and forget != "-" and model is not None:
-        return {"value": str(planned_output(config, Path(model), forget, suffix)), "from": origin}
+        out = planned_output(config, Path(model), forget, suffix)
+        # the run would refuse it (exit 2): say so here, where a script asks where the answer goes
+        taken = " (exists already: a run stops; give --out)" if out.exists() else ""
+        return {"value": str(out), "from": origin + taken}
     return {"value": output_pattern(config, suffix), "from": origin}
 
 

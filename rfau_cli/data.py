@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,20 @@ class Splits:
     def forget_all(self) -> np.ndarray:
         """Every row forgotten so far: this request's and the earlier ones found in the data."""
         return np.union1d(self.forget, self.earlier)
+
+    def for_training(self) -> Splits:
+        """The splits a method trains on (job.fit_context); the audit scores `self`.
+
+        In class mode the rows of the classes earlier requests forgot are forgotten again with
+        this request's (same target: the best kept class), so no method can bring an earlier
+        class back while it moves the features of a new one: masking those classes and keeping
+        their rows out of D_r left 1.5% of class 3 recognised after class 3, then class 5.
+        The audit's `forget` stays this request's rows (`forget_all` has every one).
+        """
+        if self.by != "class" or not self.earlier_classes:
+            return self
+        again = np.flatnonzero(np.isin(self.labels, self.earlier_classes))
+        return replace(self, forget=np.union1d(self.forget, again))
 
 
 def load_table(path: Path, split: str = "train", flag: str = "--data") -> Any:
@@ -347,6 +361,8 @@ def load_splits(
     rows, classes = resolve_forget_rows(forget, train, by, labels, id_column, id2label)
     fingerprint = getattr(train, "_fingerprint", "") or ""
     old_rows, old_classes, notes = resolve_earlier_rows(earlier, train, labels, id2label, fingerprint)
+    if by != "class" and old_classes and test is not None:
+        test, test_labels = _without_classes(test, test_labels, old_classes)
     retain = np.setdiff1d(np.arange(len(labels)), np.union1d(rows, old_rows))
     if retain.size == 0:
         raise InputError("--forget and the earlier requests of the model's ledger cover the whole data")
@@ -355,6 +371,27 @@ def load_splits(
         train, test, columns, labels, test_labels, rows, retain, masked, by, fingerprint,
         earlier=old_rows, earlier_classes=old_classes, request_classes=classes, notes=notes,
     )
+
+
+def _without_classes(test: Any, test_labels: np.ndarray, classes: tuple[int, ...]) -> tuple[Any, np.ndarray]:
+    """The test rows of classes other than `classes` (forgotten by earlier class requests).
+
+    A sample request after a class request: the model rightly no longer knows those classes,
+    so their test rows are neither non-members like D_f's rows (the sample-mode targets) nor
+    a fair test accuracy. Every later use (targets, audit, input cache) sees the same rows.
+
+    Raises:
+        InputError: no test row of a kept class is left.
+    """
+    keep = np.flatnonzero(~np.isin(test_labels, classes))
+    if keep.size == 0:
+        raise InputError(
+            f"--test-data holds only rows of classes {', '.join(map(str, classes))}, which earlier requests "
+            "forgot: sample forgetting needs test rows of the kept classes"
+        )
+    if keep.size == len(test_labels):
+        return test, test_labels
+    return test.select(keep), test_labels[keep]
 
 
 def resolve_earlier_rows(

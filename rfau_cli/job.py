@@ -36,7 +36,7 @@ class Job:
         `forget_all` (same keys as `forget`) scores every row forgotten so far: this request's
         and those of the input's ledger found in the data (just D_f when there are none). In
         sample mode after an earlier class request, the test rows of the forgotten classes are
-        left out (the model rightly gets them wrong; they are no non-members of D_f's classes).
+        not in the splits at all (data.load_splits leaves them out).
         """
         from rfau_cli.audit import ATTACKS, compute_metrics, score, split_metrics
 
@@ -57,8 +57,6 @@ class Job:
             every = Scores(*(np.concatenate([a, b]) for a, b in zip(
                 (every.log_probs, every.labels, every.features), (extra.log_probs, extra.labels, extra.features)
             )))
-        if splits.by != "class" and splits.earlier_classes and "test" in scores:
-            scores["test"] = scores["test"].subset(~np.isin(scores["test"].labels, splits.earlier_classes))
         metrics = compute_metrics(scores, splits.forget_classes, self.seed, attacks or ATTACKS)
         metrics["forget_all"] = split_metrics(every)
         metrics["sizes"] = {
@@ -91,7 +89,8 @@ class Job:
             model.requires_grad_(True)
         head = find_head(model)
         return FitContext(
-            model=model, head=head, taps=TapReader(model, head, spec), splits=self.splits, encoder=self.encoder,
+            model=model, head=head, taps=TapReader(model, head, spec), splits=self.splits.for_training(),
+            encoder=self.encoder,
             accelerator=self.accelerator, settings=settings, num_labels=model.config.num_labels,
             rng=np.random.default_rng(settings.seed), progress=self.progress, original=original,
             original_taps=original_taps, inputs=self.inputs,

@@ -44,7 +44,7 @@ from rfau_cli.checkpoint import (
     sha256_file,
 )
 from rfau_cli.errors import InputError
-from rfau_cli.provenance import weights_digest
+from rfau_cli.provenance import FORGET_KEY, LEDGER_LENGTH_KEY, read_metadata, weights_digest
 
 LEDGER_KEY = "ledger"
 LEDGER_SCHEMA = 1
@@ -74,8 +74,10 @@ def read_input_ledger(ref: CheckpointRef) -> InputLedger:
     """The ledger of `--model` (empty for a plain checkpoint), checked against its weights.
 
     Raises:
-        InputError: the ledger is unreadable, or the weights are not those its last entry wrote
-            (modified since: `rfau verify` names what changed).
+        InputError: the ledger is unreadable or malformed, ledger.json and report.json disagree,
+            the chain is broken, the weights are not those its last entry wrote (modified since:
+            `rfau verify` names what changed), or the weights were written by rfau but the
+            records that hold the earlier requests (report.json, ledger.json) are missing.
     """
     home = output_dir_of(ref)
     if ref.adapter_dir is not None:
@@ -83,13 +85,23 @@ def read_input_ledger(ref: CheckpointRef) -> InputLedger:
     else:
         files = tuple(ref.weight_files)
     digest = weights_digest(files)
+    stamp = read_metadata(files[0]) if files else {}
     entries, note = _entries_in(home)
     if ref.adapter_dir is not None and not entries and ref.adapter_dir.name == "adapter":
         entries, note = _entries_in(ref.adapter_dir.parent)  # the adapter/ of a --save both output
         home = ref.adapter_dir.parent if entries else home
     if not entries:
+        if LEDGER_LENGTH_KEY in stamp:
+            # rfau wrote these weights: without their records the earlier requests would
+            # silently stop being kept out of D_r.
+            raise InputError(
+                f"--model {home}: its weights were written by rfau (request {stamp[LEDGER_LENGTH_KEY]} of a "
+                f"ledger) but its ledger is missing (no {LEDGER_FILE}, no `ledger` in a {REPORT_FILE}), so the "
+                "earlier requests cannot be carried forward: copy the whole output directory rfau wrote"
+            )
         built = FROM_ADAPTER if ref.adapter_dir is not None else FROM_CHECKPOINT
         return InputLedger((), None, files, digest, built, note)
+    _check_records(home, entries, stamp)
     last = entries[-1]
     written = set((last.get("output_files_sha256") or {}).values()) | {last.get("output_sha256")}
     if digest not in written:
@@ -102,14 +114,53 @@ def read_input_ledger(ref: CheckpointRef) -> InputLedger:
     return InputLedger(tuple(entries), home, files, digest, built)
 
 
+def _check_records(home: Path, entries: list[dict[str, Any]], stamp: dict[str, str]) -> None:
+    """The input's records agree with each other and with its weights' rfau.* metadata, so a
+    hand-edited ledger (a request dropped, ids changed in one of the two copies) is refused
+    before its earlier requests decide what leaves D_r.
+
+    Raises:
+        InputError: naming the disagreement and `rfau verify`.
+    """
+    verify = f"run `rfau verify {home}`"
+    if not (home / REPORT_FILE).is_file():
+        raise InputError(
+            f"--model {home}: it has {LEDGER_FILE} but no {REPORT_FILE}, so it is not a complete rfau output: "
+            f"copy the whole output directory rfau wrote"
+        )
+    if (home / LEDGER_FILE).is_file():
+        in_report = read_json(home / REPORT_FILE).get(LEDGER_KEY)
+        if in_report != entries:
+            raise InputError(f"--model {home}: {LEDGER_FILE} differs from {REPORT_FILE}'s ledger; {verify}")
+    for before, entry in zip(entries, entries[1:]):
+        written = {before.get("output_sha256"), *(before.get("output_files_sha256") or {}).values()}
+        if entry.get("input_sha256") not in written:
+            raise InputError(
+                f"--model {home}: its ledger's request {entry.get('request')} did not start from request "
+                f"{before.get('request')}'s output (the chain is broken); {verify}"
+            )
+    length = stamp.get(LEDGER_LENGTH_KEY)
+    if length is not None and length != str(len(entries)):
+        raise InputError(
+            f"--model {home}: its weights were written after {length} request(s), its ledger lists "
+            f"{len(entries)}; {verify}"
+        )
+    forget = stamp.get(FORGET_KEY)
+    if forget is not None and forget != entries[-1].get("forget_sha256"):
+        raise InputError(
+            f"--model {home}: its weights answer the forget list {forget[:12]}, its ledger's last request "
+            f"{str(entries[-1].get('forget_sha256'))[:12]}; {verify}"
+        )
+
+
 def _entries_in(directory: Path) -> tuple[list[dict[str, Any]], str | None]:
     if (directory / LEDGER_FILE).is_file():
         return read_ledger_file(directory / LEDGER_FILE), None
     if (directory / REPORT_FILE).is_file():
         report = read_json(directory / REPORT_FILE)
         entries = report.get(LEDGER_KEY)
-        if isinstance(entries, list) and entries:
-            return [dict(e) for e in entries], None
+        if entries:
+            return checked_entries(entries, directory / REPORT_FILE), None
         if report.get("tool") == "rfau":
             return [], f"{directory} is an rfau output without a ledger: its earlier request is not carried forward"
     return [], None
@@ -119,13 +170,37 @@ def read_ledger_file(path: Path) -> list[dict[str, Any]]:
     """The entries of a ledger.json.
 
     Raises:
-        InputError: not a ledger file.
+        InputError: not a ledger file, or an entry of the wrong shape.
     """
     value = read_json(path)
-    entries = value.get(LEDGER_KEY)
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+    if LEDGER_KEY not in value:
         raise InputError(f"{path} is not an rfau ledger (no '{LEDGER_KEY}' list of requests)")
-    return [dict(e) for e in entries]
+    return checked_entries(value[LEDGER_KEY], path)
+
+
+# What the next run reads of each entry, and the type it must have.
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "request": (int,), "by": (str,), "forget_ids": (list,), "forget_classes": (list,), "input_sha256": (str,),
+    "output_sha256": (str,), "output_files_sha256": (dict,), "output_weights": (list,),
+}
+
+
+def checked_entries(value: Any, where: Path) -> list[dict[str, Any]]:
+    """`value` as ledger entries: a list of objects whose keys a run reads have the right types
+    (an edited ledger is bad input, exit 2, not a crash).
+
+    Raises:
+        InputError: naming the file, the request and the key.
+    """
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise InputError(f"{where}: '{LEDGER_KEY}' must be a list of request objects")
+    for number, entry in enumerate(value, 1):
+        for key, types in _ENTRY_TYPES.items():
+            if not isinstance(entry.get(key), types) or isinstance(entry.get(key), bool):
+                raise InputError(f"{where}: request {number} of the ledger has no valid '{key}'")
+        if entry["by"] not in ("sample", "class") or not all(isinstance(t, str) for t in entry["forget_ids"]):
+            raise InputError(f"{where}: request {number} of the ledger has no valid 'by'/'forget_ids'")
+    return [dict(e) for e in value]
 
 
 def output_weight_files(out: Path) -> tuple[list[Path], dict[str, str]]:
@@ -207,10 +282,15 @@ def read_output_ledger(directory: Path) -> list[dict[str, Any]]:
         raise InputError(f"{directory} is not an rfau output: it has no {REPORT_FILE}")
     if (directory / LEDGER_FILE).is_file():
         return read_ledger_file(directory / LEDGER_FILE)
-    entries = read_json(directory / REPORT_FILE).get(LEDGER_KEY)
-    if not isinstance(entries, list):
-        raise InputError(f"{directory}/{REPORT_FILE} has no ledger (written by an rfau without one)")
-    return [dict(e) for e in entries]
+    report = read_json(directory / REPORT_FILE)
+    entries = report.get(LEDGER_KEY)
+    if entries is None:
+        version = report.get("versions", {}).get("rfau", "?") if isinstance(report.get("versions"), dict) else "?"
+        raise InputError(
+            f"{directory} has no ledger: it was written by rfau {version}, before outputs carried one "
+            "(report.json still lists what it forgot)"
+        )
+    return checked_entries(entries, directory / REPORT_FILE)
 
 
 def ledger_table(entries: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -87,6 +87,7 @@ def render_card(report: dict[str, Any], base_model: str, library: str) -> str:
         "|---|---|---|",
         *_audit_rows(report.get("metrics", {})),
         "",
+        *_gate_lines(report.get("gates") or []),
         "## Ledger",
         "",
         *_ledger_rows(ledger),
@@ -112,6 +113,23 @@ def _audit_rows(metrics: dict[str, Any]) -> list[str]:
         if a is not None or b is not None:
             rows.append(f"| {label} | {_number(b)} | {_number(a)} |")
     return rows
+
+
+def _gate_lines(gates: list[dict[str, Any]]) -> list[str]:
+    """The release gates (`--require`) checked on the audit after, when there were any."""
+    if not gates:
+        return []
+    held = sum(bool(g.get("passed")) for g in gates)
+    return [
+        "## Gates",
+        "",
+        f"{held} of {len(gates)} gate(s) held on the audit after unlearning:",
+        "",
+        "| gate | actual | held |",
+        "|---|---|---|",
+        *(f"| `{g.get('expr')}` | {_number(g.get('actual'))} | {'yes' if g.get('passed') else 'NO'} |" for g in gates),
+        "",
+    ]
 
 
 def _number(value: Any) -> str:

@@ -17,16 +17,23 @@ def _fmt(value: Any) -> str:
     return "-" if value is None or value != value else f"{value:.4f}"
 
 
-def print_unlearn_summary(report: dict[str, Any]) -> None:
+def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
+    """The before/after table; with earlier requests in the ledger, also every row forgotten
+    so far (`forget_all`), so a later request visibly keeps the earlier ones forgotten."""
     from rich.console import Console
     from rich.table import Table
 
     before, after = report["metrics"]["before"], report["metrics"]["after"]
-    table = Table(title=f"rfau {report['method']}: forgot {report['forget_count']} rows ({report['forget_by']})")
+    requests = len(report.get("ledger") or [])
+    title = f"rfau {report['method']}: forgot {report['forget_count']} rows ({report['forget_by']})"
+    if requests > 1:
+        title += f", request {requests} of the ledger"
+    table = Table(title=title)
     for col in ("split", "acc before", "acc after", "conf before", "conf after"):
         table.add_column(col, justify="right" if col != "split" else "left")
-    for key, label in ROWS:
-        if key in after:
+    rows = ROWS if requests <= 1 else (ROWS[0], ("forget_all", "D_f, all requests"), *ROWS[1:])
+    for key, label in rows:
+        if key in after and key in before:
             table.add_row(
                 label,
                 _fmt(before[key]["acc"]),
@@ -43,8 +50,11 @@ def print_unlearn_summary(report: dict[str, Any]) -> None:
     original = report["metrics"].get("original", {})
     if "retain_feature_distance" in original:
         console.print(f"retain feature distance to the original: {original['retain_feature_distance']:.2e}")
+    where = f" in {out}" if out is not None else ""
     console.print(
-        f"wall time {report['timings_s']['total']:.1f}s; outputs: {', '.join(sorted(report['outputs']['sha256']))}"
+        f"wall time {report['timings_s']['total']:.1f}s; outputs{where}: "
+        f"{', '.join(sorted(report['outputs']['sha256']))}",
+        highlight=False,
     )
 
 

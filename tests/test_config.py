@@ -61,6 +61,8 @@ def test_design_card_command_line_with_rfau_toml(resnet_ckpt, digits, request_di
     assert report["seed"] == 7 and report["training"]["epochs_requested"] == 2
     assert report["outputs"]["save"] == "merged" and (out / "model.safetensors").is_file()
     assert "gate test_retain.acc>=0.5: held" in result.stderr  # [audit] require, applied by unlearn
+    gates = [(g["expr"], g["passed"]) for g in report["gates"]]
+    assert gates == [("forget.acc<=1", True), ("test_retain.acc>=0.5", True)]
 
     again = invoke(cli, "unlearn", "--model", model, "--forget", "ids.txt")
     assert again.exit_code == 2
@@ -97,6 +99,9 @@ def test_pyproject_table_flags_override_and_failing_gate_keeps_output(
     assert report["seed"] == 3  # the file
     kept = request_dir / "rfau-out" / sha[:12]
     assert json.loads((kept / "report.json").read_text())["inputs"]["forget_list_sha256"] == sha
+    assert f"the output in rfau-out/{sha[:12]} is kept" in result.stderr
+    (gate,) = json.loads((kept / "report.json").read_text())["gates"]  # the verdict is on record
+    assert gate["expr"] == "forget.acc>=1.5" and not gate["passed"]
 
 
 @pytest.mark.parametrize(
@@ -110,6 +115,8 @@ def test_pyproject_table_flags_override_and_failing_gate_keeps_output(
         ("out = \"runs/{modle}\"\n", "rfau.toml: out: unknown placeholder {modle}"),
         ("[audit]\nrequire = [\"forget.acc<<1\"]\n", "rfau.toml: [audit] require: invalid gate expression"),
         ("[unlern]\nepochs = 3\n", "rfau.toml: [unlern]: unknown table (did you mean unlearn?)"),
+        ("out = \"{model}/../..\"\n", "rfau.toml: out: '..' after a placeholder"),
+        ("out = \"a/{forget_sha}/../../..\"\n", "rfau.toml: out: '..' after a placeholder"),
     ],
 )
 def test_bad_config_file_exits_2_naming_the_key(resnet_ckpt, request_dir, cli, text, expected) -> None:
@@ -120,6 +127,44 @@ def test_bad_config_file_exits_2_naming_the_key(resnet_ckpt, request_dir, cli, t
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rfau: error: ") and expected in lines[0]
     assert _listing(request_dir) == before  # nothing written
+
+
+@pytest.mark.parametrize("kind", ["a directory", "not UTF-8", "a directory given with --config"])
+def test_unreadable_config_file_exits_2(kind, resnet_ckpt, request_dir, cli) -> None:
+    path = request_dir / "rfau.toml"
+    if kind == "not UTF-8":
+        path.write_bytes(b'data = "\xff\xfe"\n')
+    else:
+        path.mkdir()
+    before = _listing(request_dir)
+    flags = ("--config", "rfau.toml") if "--config" in kind else ()
+    result = invoke(cli, *flags, "unlearn", "--model", resnet_ckpt, "--forget", "ids.txt", "--out", "out")
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("rfau: error: rfau.toml: ")
+    assert ("not UTF-8" if kind == "not UTF-8" else "is a directory") in line
+    assert _listing(request_dir) == before
+
+
+def test_templated_output_that_exists_is_refused_before_work(resnet_ckpt, digits, request_dir, cli) -> None:
+    """An `out` without {forget_sha} names one directory for every request: the second is
+    refused at once, naming the template."""
+    (request_dir / "rfau.toml").write_text(f'data = "{digits[0]}"\nby = "class"\nout = "answers/{{model}}"\n')
+    (request_dir / "answers" / resnet_ckpt.name).mkdir(parents=True)
+    before = _listing(request_dir)
+    result = invoke(cli, "unlearn", "--model", resnet_ckpt, "--forget", "ids.txt")
+    assert result.exit_code == 2
+    assert "already exists (the output `out = 'answers/{model}'` of rfau.toml names" in result.stderr
+    assert _listing(request_dir) == before
+
+
+def test_unknown_gate_key_fails_before_training(resnet_ckpt, digits, request_dir, cli) -> None:
+    result = invoke(cli, "unlearn", "-m", resnet_ckpt, "-d", digits[0], "-f", "ids.txt", "--by", "class",
+                    "--require", "forget.accuracy<=0.02", "-o", "out")
+    assert result.exit_code == 2
+    assert "unknown gate key 'forget.accuracy'" in result.stderr and "forget_all.acc" in result.stderr
+    assert "epoch" not in result.stderr  # refused after the first audit, before any training
+    assert _listing(request_dir) == ["ids.txt"]
 
 
 def test_missing_data_names_the_flag_and_the_file(resnet_ckpt, request_dir, cli) -> None:

@@ -20,7 +20,7 @@ from rfau_cli.model_card import CARD_FILE
 from rfau_cli.provenance import METADATA_KEYS
 
 SECOND_CLASS = 5
-MAX_FORGOTTEN_ACC = 0.02  # the issue's "forgotten": <= 2% accuracy
+MAX_FORGOTTEN_ACC = 0.01  # forgotten: <= 1% accuracy (the issue's bar is 2%)
 MAX_KEPT_DROP = 0.02  # the other classes within 2 points of the original
 
 
@@ -40,13 +40,18 @@ def two_classes(resnet_ckpt, digits, class_forget_file, tmp_path_factory) -> Sim
     first = _json(
         invoke(cli, "unlearn", "--model", resnet_ckpt, "--forget", class_forget_file, "--out", root / "o1", *common)
     )
-    again = _json(invoke(cli, "unlearn", "--model", root / "o1", "--forget", second, "--out", root / "o2", *common))
+    gates = ("--require", f"forget_all.acc<={MAX_FORGOTTEN_ACC}", "--require", "test_retain.acc>=0.9")
+    again = _json(
+        invoke(cli, "unlearn", "--model", root / "o1", "--forget", second, "--out", root / "o2", *common, *gates)
+    )
     both = root / "both.txt"
     both.write_text(f"{FORGET_CLASS}\n{SECOND_CLASS}\n")
     # The original, audited with both classes as forgotten: its accuracy on the kept classes.
     original = _json(invoke(cli, "audit", "--model", resnet_ckpt, "--forget", both, *common[:-2], "--json", "-q"))
+    # The second output, audited on class 3 alone: the first request's class after the second.
+    class3 = _json(invoke(cli, "audit", "--model", root / "o2", "--forget", class_forget_file, *common))
     return SimpleNamespace(root=root, o1=root / "o1", o2=root / "o2", first=first, second=again, original=original,
-                           forget2=second)
+                           forget2=second, class3=class3)
 
 
 def test_second_request_writes_two_entry_chained_ledger(two_classes) -> None:
@@ -66,10 +71,12 @@ def test_second_request_writes_two_entry_chained_ledger(two_classes) -> None:
 
 def test_both_classes_forgotten_others_kept(two_classes) -> None:
     after = two_classes.second["metrics"]["after"]
-    # test rows of classes 3 and 5, and every training row of both (forget_all)
-    assert after["test_forget"]["acc"] <= MAX_FORGOTTEN_ACC
+    # the training rows of class 5 (this request) and of class 3 (the first: the second run
+    # trained against its rows again, so it cannot come back), the test rows of both
     assert after["forget"]["acc"] <= MAX_FORGOTTEN_ACC
+    assert two_classes.class3["metrics"]["forget"]["acc"] <= MAX_FORGOTTEN_ACC, two_classes.class3["metrics"]["forget"]
     assert after["forget_all"]["acc"] <= MAX_FORGOTTEN_ACC
+    assert after["test_forget"]["acc"] <= MAX_FORGOTTEN_ACC
     sizes = after["sizes"]
     first_rows = two_classes.first["forget_count"]
     assert sizes["forget_all"] == first_rows + two_classes.second["forget_count"]
@@ -213,3 +220,122 @@ def test_sample_requests_from_an_adapter_output(resnet_ckpt, digits, tmp_path, c
     x = torch.rand(4, merged.config.num_channels, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(merged(pixel_values=x).logits, adapted(pixel_values=x).logits, atol=1e-4)
+
+
+def test_gates_are_in_the_report_and_the_card(two_classes) -> None:
+    """`unlearn --require`: every gate's verdict is recorded in report.json and the model card."""
+    gates = two_classes.second["gates"]
+    assert [g["expr"] for g in gates] == [f"forget_all.acc<={MAX_FORGOTTEN_ACC}", "test_retain.acc>=0.9"]
+    after = two_classes.second["metrics"]["after"]
+    assert [g["actual"] for g in gates] == [after["forget_all"]["acc"], after["test_retain"]["acc"]]
+    assert all(g["passed"] for g in gates) and set(gates[0]) == {"expr", "key", "op", "value", "actual", "passed"}
+    assert json.loads((two_classes.o2 / REPORT_FILE).read_text())["gates"] == gates
+    assert two_classes.first["gates"] == []
+    card = (two_classes.o2 / CARD_FILE).read_text()
+    assert "## Gates" in card and "`test_retain.acc>=0.9`" in card
+    assert "## Gates" not in (two_classes.o1 / CARD_FILE).read_text()
+
+
+def test_summary_shows_every_request_so_far(two_classes, capsys) -> None:
+    from rfau_cli.summary import print_unlearn_summary
+
+    print_unlearn_summary(two_classes.second, two_classes.o2)
+    second = capsys.readouterr().out
+    assert "D_f, all requests" in second and "request 2 of the ledger" in second
+    assert str(two_classes.o2.name) in second  # where the output went
+    print_unlearn_summary(two_classes.first)
+    assert "all requests" not in capsys.readouterr().out  # one request: D_f is everything
+
+
+def test_sample_request_after_a_class_request_leaves_its_test_rows_out(two_classes, digits, tmp_path, cli) -> None:
+    """The earlier class's test rows are no non-members any more: not in the test rows the
+    method sets its sample targets from, nor in the audit's."""
+    from rfau_cli.checkpoint import resolve_checkpoint
+    from rfau_cli.job import prepare_job
+    from rfau_cli.progress import Progress
+    from rfau_cli.settings import DataSettings, RuntimeSettings
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("0\n1\n2\n4\n")
+    data = DataSettings(Path(digits[0]), str(ids), test_data=Path(digits[1]))
+    job = prepare_job(resolve_checkpoint(two_classes.o1), data, RuntimeSettings("cpu", "fp32"), 0, Progress(True))
+    test_labels = job.splits.for_training().test_labels
+    all_test = two_classes.first["metrics"]["after"]["sizes"]["test"]
+    assert FORGET_CLASS not in test_labels and 0 < len(test_labels) < all_test
+    report = _json(invoke(cli, "unlearn", "-m", two_classes.o1, "-f", ids, "-d", digits[0], "--test-data", digits[1],
+                          "--epochs", "1", "-o", tmp_path / "s", "--quiet", "--json"))
+    assert report["metrics"]["after"]["sizes"]["test"] == len(test_labels)
+    assert report["metrics"]["after"]["forget_all"]["acc"] <= 4 / report["metrics"]["after"]["sizes"]["forget_all"]
+
+
+def _strip_ledger(out: Path) -> None:
+    """An output as rfau wrote it before it kept a ledger: report.json without one, no ledger.json or card."""
+    report = json.loads((out / REPORT_FILE).read_text())
+    del report["ledger"]
+    (out / REPORT_FILE).write_text(json.dumps(report))
+    (out / LEDGER_FILE).unlink()
+    (out / CARD_FILE).unlink()
+
+
+def test_verify_and_ledger_explain_an_output_without_a_ledger(two_classes, tmp_path, cli) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(two_classes.o1, old)
+    _strip_ledger(old)
+    result = invoke(cli, "verify", old)
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "before outputs carried a ledger" in line and "files match" in line
+    listed = invoke(cli, "ledger", old)
+    assert listed.exit_code == 2 and "before outputs carried one" in listed.stderr
+
+
+def _tamper(case: str, out: Path) -> None:
+    if case == "ledger.json not JSON":
+        (out / LEDGER_FILE).write_text('{"ledger": [1, 2')
+    elif case == "ledger.json ids edited":
+        ledger = json.loads((out / LEDGER_FILE).read_text())
+        ledger["ledger"][0]["forget_ids"] = ["0"]
+        (out / LEDGER_FILE).write_text(json.dumps(ledger))
+    elif case == "a request dropped from both":
+        for name in (LEDGER_FILE, REPORT_FILE):
+            record = json.loads((out / name).read_text())
+            record["ledger"] = record["ledger"][1:]
+            (out / name).write_text(json.dumps(record))
+    elif case == "an entry of the wrong shape":
+        for name in (LEDGER_FILE, REPORT_FILE):
+            record = json.loads((out / name).read_text())
+            record["ledger"][0]["forget_ids"] = 3
+            (out / name).write_text(json.dumps(record))
+    elif case == "report.json missing":
+        (out / REPORT_FILE).unlink()
+    elif case == "report.json and ledger.json missing":
+        (out / REPORT_FILE).unlink()
+        (out / LEDGER_FILE).unlink()
+    elif case == "ledger removed":
+        _strip_ledger(out)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("ledger.json not JSON", "ledger.json is not valid JSON"),
+        ("ledger.json ids edited", "ledger.json differs from report.json's ledger"),
+        ("a request dropped from both", "written after 2 request(s), its ledger lists 1"),
+        ("an entry of the wrong shape", "request 1 of the ledger has no valid 'forget_ids'"),
+        ("report.json missing", "no report.json, so it is not a complete rfau output"),
+        ("report.json and ledger.json missing", "but its ledger is missing"),
+        ("ledger removed", "but its ledger is missing"),
+    ],
+)
+def test_a_tampered_input_ledger_is_refused(case, expected, two_classes, digits, tmp_path, cli) -> None:
+    """An earlier output whose records were edited or lost cannot answer the next request: its
+    earlier requests would silently stop being kept out of D_r. Exit 2, one line, nothing written."""
+    model = tmp_path / "model"
+    shutil.copytree(two_classes.o2, model)
+    _tamper(case, model)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = invoke(cli, "unlearn", "-m", model, "-f", two_classes.forget2, "-d", digits[0], "--by", "class",
+                    "-o", tmp_path / "next")
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -65,6 +65,7 @@ echo "forget list:     $(json_get "$work/report.json" .inputs.forget_list_sha256
 echo "rows forgotten:  $(json_get "$work/report.json" .forget_count)"
 echo "D_f accuracy:    $(json_get "$work/report.json" .metrics.before.forget.acc) -> $(json_get "$work/report.json" .metrics.after.forget.acc)"
 echo "test accuracy:   $(json_get "$work/report.json" .metrics.before.test.acc) -> $(json_get "$work/report.json" .metrics.after.test.acc)"
+echo "every request:   $(json_get "$work/report.json" .metrics.after.sizes.forget_all) rows, D_f accuracy $(json_get "$work/report.json" .metrics.after.forget_all.acc) (ledger: rfau ledger $out)"
 if [ "$status" -eq 1 ]; then
     echo "an audit gate failed: the model still remembers; see $out/report.json" >&2
 fi

@@ -41,7 +41,7 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
     """
     from rfau_cli.audit import compare_to_original
     from rfau_cli.checkpoint import resolve_checkpoint
-    from rfau_cli.gates import evaluate_gates, parse_gate
+    from rfau_cli.gates import evaluate_gates, gate_records, parse_gate
     from rfau_cli.job import prepare_job
     from rfau_cli.progress import Progress
 
@@ -88,17 +88,7 @@ def run_audit(cfg: AuditConfig) -> dict[str, Any]:
         "total": round(time.perf_counter() - started, 3),
     }
     checked = evaluate_gates(gates, gate_values(result))
-    result["gates"] = [
-        {
-            "expr": r.gate.expr,
-            "key": r.gate.key,
-            "op": r.gate.op,
-            "value": r.gate.value,
-            "actual": r.actual,
-            "passed": r.passed,
-        }
-        for r in checked
-    ]
+    result["gates"] = gate_records(checked)
     result["passed"] = all(r.passed for r in checked)
     if cfg.out is not None:
         _write_atomic(result, cfg.out)

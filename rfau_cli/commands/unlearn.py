@@ -1,8 +1,8 @@
 """`rfau unlearn`, top to bottom:
 
     validate (+ read the input's ledger) -> load_checkpoint + load_splits -> audit(before)
-             -> attach_adapter -> method.fit -> save (+ rfau.* metadata) -> audit(after)
-             -> ledger.json -> README.md (model card) -> write_report
+             (+ the gates' keys) -> attach_adapter -> method.fit -> save (+ rfau.* metadata)
+             -> audit(after) -> gates -> ledger.json -> README.md (model card) -> write_report
 
 `--model` may be an earlier rfau output: merged weights are a checkpoint like any other; an
 adapter-only output is merged into its base before the new adapter is attached, and the
@@ -19,6 +19,7 @@ while the others wait for it and return its report.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -27,10 +28,18 @@ from rfau_cli.errors import InputError, RunError
 from rfau_cli.settings import UnlearnConfig
 
 
-def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "unlearn") -> dict[str, Any]:
+def run_unlearn(
+    cfg: UnlearnConfig, method: Any | None = None, command: str = "unlearn", gates: Sequence[Any] = ()
+) -> dict[str, Any]:
     """Run one unlearning job and return its report (also written to `out/report.json`).
 
     `method` overrides the registry lookup of `cfg.method` (`rfau retrain` passes its own).
+    `gates` (gates.Gate, from `--require`) are evaluated on the report's metrics.after and
+    recorded in its `gates` block (the caller decides the exit code); a gate naming a key the
+    audit does not have is refused right after the first audit, before any training.
+
+    Raises:
+        UnknownGateKeyError: a gate's key is not among the audit's (exit 2, nothing written).
     """
     from rfau_cli.checkpoint import (
         atomic_output_dir,
@@ -74,6 +83,8 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
         if main:
             with progress.phase("audit_before"):
                 before_scores, before = job.audit(job.model)
+            # The after-audit has the keys of this one: an unknown gate key fails now, not after the fit.
+            gate_results(gates, before, before_scores, before_scores)
         try:
             with progress.phase("setup"):
                 ctx = job.fit_context(method, settings)
@@ -98,6 +109,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                     with progress.phase("audit_after"):
                         after_scores, after = job.audit(model)
                     from rfau_cli.audit import compare_to_original
+                    from rfau_cli.gates import gate_records
 
                     metrics = {
                         "before": before,
@@ -108,6 +120,7 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                         cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command,
                         memory=memory(),
                     )
+                    report["gates"] = gate_records(gate_results(gates, after, after_scores, before_scores))
                     write_ledger_and_card(report, job, tmp, cfg.data.id_column)
                     write_report(report, tmp / REPORT_FILE)
             report = wait_and_share(job.accelerator, report)
@@ -118,6 +131,23 @@ def run_unlearn(cfg: UnlearnConfig, method: Any | None = None, command: str = "u
                 raise RunError(f"{command} failed: out of memory ({str(err).splitlines()[0]})") from err
             raise
     return report
+
+
+def gate_results(gates: Sequence[Any], metrics: dict[str, Any], scores: Any, original_scores: Any) -> list[Any]:
+    """Each gate against one audit's metrics, under the keys `rfau audit` uses (plus
+    `original.*`, the comparison with the input model).
+
+    Raises:
+        UnknownGateKeyError: a gate names a key the audit does not have.
+    """
+    if not gates:
+        return []
+    from rfau_cli.audit import compare_to_original
+    from rfau_cli.commands.audit import gate_values
+    from rfau_cli.gates import evaluate_gates
+
+    original = compare_to_original(scores, original_scores)
+    return evaluate_gates(list(gates), gate_values({"metrics": metrics, "original": original}))
 
 
 def stamp_provenance(out: Any, job: Any, method: str, seed: int) -> None:
