@@ -146,7 +146,8 @@ def test_methods_verbose_lists_parameters(cli):
     result = invoke(cli, "methods", "--verbose")
     assert result.exit_code == 0, result.stderr
     assert "--set min_steps=50" in result.stdout and "(int)" in result.stdout
-    assert "--set kd_t=4.0" in result.stdout and "--epochs 20 --lr 0.001" in result.stdout
+    rfau_epochs = method_class("rfau").default_epochs
+    assert "--set kd_t=4.0" in result.stdout and f"--epochs {rfau_epochs} --lr 0.001" in result.stdout
     for name in REGISTRY:
         assert name in result.stdout
 
@@ -230,7 +231,7 @@ def test_resolved_settings_hold_typed_params():
     rfau = method_class("rfau")
     settings = MethodSettings(sets=(("min_steps", "7"),)).resolved(rfau)
     assert settings.params.min_steps == 7 and settings.params.sample_epochs == 100
-    assert (settings.epochs, settings.lr, settings.epochs_from_user) == (20, 1e-3, False)
+    assert (settings.epochs, settings.lr, settings.epochs_from_user) == (rfau.default_epochs, 1e-3, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.params.min_steps = 1  # type: ignore[misc]
     assert MethodSettings(epochs=3, lr=0.5).resolved(method_class("scrub")).params.kd_t == 4.0
@@ -250,6 +251,7 @@ def test_epoch_cap_reads_the_typed_params():
     # 30 rows at batch 32: one step an epoch, so 50 min steps need 50 epochs.
     assert _epochs("rfau", "class", 30) == 50
     assert _epochs("rfau", "sample", 30) == 100
-    assert _epochs("rfau", "class", 320) == 20  # 10 steps an epoch: 20 epochs are 200 steps
+    cap = method_class("rfau").default_epochs  # 10 steps an epoch: the cap already exceeds 50 steps
+    assert _epochs("rfau", "class", 320) == cap
     assert _epochs("rfau", "class", 30, epochs=3) == 3  # a given --epochs is never raised
     assert _epochs("rfau-full", "sample", 30) == 10  # no min_steps, no sample_epochs of its own

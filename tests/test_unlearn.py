@@ -35,9 +35,13 @@ def resnet_class_run(resnet_ckpt, digits, class_forget_file, tmp_path_factory) -
     return out, report
 
 
-def _assert_class_forgotten(report: dict, kept_tolerance: float = 0.02) -> None:
+def _assert_class_forgotten(report: dict, kept_tolerance: float = 0.02, forget_max: float = 0.0) -> None:
     before, after = report["metrics"]["before"], report["metrics"]["after"]
-    assert after["forget"]["acc"] <= 0.02  # forgotten-class training rows
+    # Not one training row of the class is recognised: the run ends by its stop rule (no row
+    # in the class for 3 epochs, losses flat), not by the epoch cap with rows left over.
+    assert after["forget"]["acc"] <= forget_max  # forgotten-class training rows
+    if forget_max == 0.0:
+        assert report["training"]["stop_reason"].startswith("converged"), report["training"]["stop_reason"]
     assert after["test_forget"]["acc"] <= 0.02  # forgotten-class test rows
     assert after["test_retain"]["acc"] >= before["test_retain"]["acc"] - kept_tolerance  # the other classes hold
 
@@ -52,8 +56,9 @@ def test_resnet_class_forgetting(resnet_class_run) -> None:
 def test_vit_class_forgetting(vit_ckpt, digits, class_forget_file, tmp_path, cli) -> None:
     report = _unlearn(cli, vit_ckpt, digits, class_forget_file, tmp_path / "out", "--by", "class")
     # Measured: on this 5k-parameter ViT, forgetting a class costs 2.5-3.5 points on the other
-    # classes' test rows at every setting tried (lr, rank, gamma, k, head-only targets); ResNet
-    # and MiniLM hold within 2. Documented in the README as a known gap.
+    # classes' test rows at every setting tried (lr, rank, gamma, k, head-only targets, the
+    # logit hinge: 3.4 over 3 seeds); ResNet and MiniLM hold within 2. Documented in the README
+    # as a known gap. The class itself goes to 0% (it stayed at 0.7-4.5% before the hinge).
     _assert_class_forgotten(report, kept_tolerance=0.04)
 
 
@@ -62,7 +67,7 @@ def test_minilm_class_forgetting(text_ckpt, text_data, tmp_path, cli) -> None:
     forget = tmp_path / "forget.txt"
     forget.write_text("weather\n")  # by label name
     report = _unlearn(cli, text_ckpt, text_data, forget, tmp_path / "out", "--by", "class", "--epochs", "6")
-    _assert_class_forgotten(report)
+    _assert_class_forgotten(report, forget_max=0.02)  # a fixed 6 epochs, not run to the stop rule
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     out = tmp_path / "out"
@@ -79,7 +84,9 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     report = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / "out")
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     assert before["forget"]["acc"] == 1.0 and before["forget"]["conf"] > before["test"]["conf"] + 0.05
-    assert before["test"]["conf"] < after["forget"]["conf"] < before["forget"]["conf"] - 0.01  # toward test
+    # Mean confidence is set by the few rows in the tail (a memorised row sits at p ~ 0.9997
+    # until its margin falls below ~5): it must fall, but the attacks below are the judge.
+    assert before["test"]["conf"] < after["forget"]["conf"] < before["forget"]["conf"]  # toward test
     assert after["mia"]["loss_auc"] < before["mia"]["loss_auc"] - 0.05  # less distinguishable from test
     assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
     audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
@@ -133,8 +140,11 @@ def test_report_fields(resnet_class_run, resnet_ckpt, class_forget_file) -> None
         assert {"acc", "conf"} <= set(report["metrics"]["before"][split])
     assert 0 <= report["metrics"]["original"]["retain_feature_distance"] < 0.5
     assert report["metrics"]["after"]["sizes"]["retain"] <= report["metrics"]["after"]["sizes"]["retain_total"]
-    assert len(report["training"]["history"]) == report["training"]["epochs"] >= report["settings"]["epochs"]
-    assert report["training"]["steps"] >= report["settings"]["min_steps"]
+    training = report["training"]
+    assert len(training["history"]) == training["epochs"] <= training["epochs_cap"]
+    assert training["epochs_cap"] >= report["settings"]["epochs"]  # the cap, raised to reach min_steps
+    if training["stop_reason"].startswith("epochs cap"):
+        assert training["steps"] >= report["settings"]["min_steps"]
 
 
 def test_save_modes_and_stdin(resnet_ckpt, digits, tmp_path, cli) -> None:

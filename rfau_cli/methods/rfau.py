@@ -5,7 +5,9 @@
 Kept data: the residual h - h0 is driven to zero at every tap (relative feature distance).
 Forgotten data:
 - class mode: every tap moves to the mean teacher feature of the retained class the
-  teacher ranks best once the forgotten classes are masked out (DESIGN.md);
+  teacher ranks best once the forgotten classes are masked out (DESIGN.md), plus a hinge on
+  the logits that holds every row's forgotten-class logit a margin below its best kept class
+  (DESIGN.md's optional logit term: the feature targets alone left 1-4% of the class);
 - sample mode: the margin m = z_y - z_c' (c': the teacher's runner-up class) is driven to
   the margin q a non-member would have: the test rows' margin at the percentile the row holds
   among the training rows, lowered by its class's loss of rows (margin_targets.py), by a
@@ -49,6 +51,19 @@ SAMPLE_FORGET_SCALE = 0.1
 # ~8% while nothing changes any more (digits ResNet, class 3), hence 10%, not 5%.
 CLASS_STABLE_EPOCHS = 3
 CLASS_FLAT_TOL = 0.1
+# Class mode adds a hinge on the logits to the feature targets: the forgotten classes' best
+# logit must sit CLASS_LOGIT_MARGIN below the best kept class's, weighted CLASS_LOGIT_WEIGHT.
+# The feature loss is a mean over rows and taps, most of it the unreachable distance of early
+# taps to a class mean, so the few rows that still answer the class barely count in it: they
+# stayed there (1-4% of the class on the bench models after 20 epochs), and with more steps
+# rows that had left came back (tests' ViT). The hinge is zero for every row already past the
+# margin, so it only acts on those. Measured (digits class 3, 5 models x 2 seeds, cap 40):
+# weight 0.1 reaches 0% of D_f on all; 1.0 costs the memorising ResNet 7-8 points of its
+# other classes. A wider margin also moves the class's unseen rows (test rows still recognised,
+# mean of 2 seeds on the 3 bench models: margin 1 2.9%, 2 1.6%, 3 0.9%) at the same cost in
+# steps and kept accuracy (docs/results.md).
+CLASS_LOGIT_WEIGHT = 0.1
+CLASS_LOGIT_MARGIN = 3.0
 
 
 def _index(slots: np.ndarray, device: Any) -> Any:
@@ -74,14 +89,13 @@ class RFAUParams(MethodParams):
 class RFAU(Method):
     name: ClassVar[str] = "rfau"
     uses_lora: ClassVar[bool] = True
-    # Measured on the digits ResNet and ViT (README, "Defaults"): 20 epochs at 1e-3 forget a
-    # class (the ResNet keeps its other classes within a point, the 5k-parameter ViT loses ~3);
-    # at least 50 steps whatever the size of D_f. Not more: on a memorising noisy-digits ResNet
-    # 20 epochs leave 3.9% of the class recognised (0% after ~130 steps), but the test ViT
-    # drifts back up with more steps (150 steps: 3.7% of the class recognised instead of 0%),
-    # and on the well-fitted ResNet 50 epochs cost 4x the time for 1.0% -> 0.7%. The stop
-    # rule above ends a run earlier once it is done.
-    default_epochs: ClassVar[int] = 20
+    # Class mode's epoch cap (sample mode: RFAUParams.sample_epochs), at least 50 steps
+    # whatever the size of D_f. With the logit hinge (CLASS_LOGIT_WEIGHT) the stop rule ends
+    # the bench models' runs after 12-17 epochs (fewer steps than the former fixed 20 epochs);
+    # the tests' 5k-parameter ViT needs up to 27, hence a cap of 40, not 20. A decaying learning
+    # rate (cosine to 0 over the cap) was measured and rejected: its small late steps leave
+    # the last rows in the class (tests' ViT 0.7% at 40 epochs, 0% at a constant rate).
+    default_epochs: ClassVar[int] = 40
     default_lr: ClassVar[float] = 1e-3
     Params: ClassVar[type[MethodParams]] = RFAUParams
 
@@ -148,6 +162,14 @@ class RFAU(Method):
         best = t_logits.masked_fill(self.masked, float("-inf")).argmax(-1)
         return [p[best] for p in self.prototypes]
 
+    def class_hinge(self, logits: Any) -> Any:
+        """Class mode: mean over rows of max(0, best forgotten logit - best kept logit + margin)."""
+        import torch
+
+        forgotten = logits.masked_fill(~self.masked, float("-inf")).amax(-1)
+        kept = logits.masked_fill(self.masked, float("-inf")).amax(-1)
+        return torch.relu(forgotten - kept + CLASS_LOGIT_MARGIN).mean()
+
     def student_margins(self, ctx: FitContext, logits: Any, rows: np.ndarray, labels: Any) -> tuple[Any, Any]:
         """(m, q): the student's margin z_y - z_c' against the teacher's runner-up c', and its target."""
         slots = _index(self.slot[rows], logits.device)
@@ -170,6 +192,7 @@ class RFAU(Method):
         if ctx.splits.by == "class":
             t_logits, t_taps = ctx.teacher_cached(forget)
             l_forget = relative_distance([t[:n_f] for t in taps], self.class_targets(t_logits), t_taps)
+            l_forget = l_forget + CLASS_LOGIT_WEIGHT * self.class_hinge(logits[:n_f])
         else:
             margin, target = self.student_margins(ctx, logits[:n_f], forget["rows"], forget["labels"])
             l_forget = SAMPLE_FORGET_SCALE * torch.nn.functional.smooth_l1_loss(margin, target, beta=MARGIN_BETA)
