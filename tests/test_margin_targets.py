@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rfau_cli.methods.margin_targets import label_shift, margin_targets, percentile_in, transport
+from rfau_cli.methods.margin_targets import (
+    familiar_test_rows,
+    label_shift,
+    margin_targets,
+    percentile_in,
+    transport,
+)
 
 
 def _population(rng: np.random.Generator, n: int, classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -56,3 +62,11 @@ def test_targets_never_raise_a_margin_and_percentiles_stay_in_range() -> None:
     assert np.all(q <= f_margin)
     u = percentile_in(members, np.array([-1e9, 1e9]))
     assert u[0] == 0.0 and u[1] == 1.0
+
+
+def test_test_rows_as_familiar_as_training_rows_are_recognised() -> None:
+    rng = np.random.default_rng(3)
+    members = rng.normal(10.0, 1.0, 500)
+    assert familiar_test_rows(members, members)  # training rows passed as test rows
+    assert familiar_test_rows(members, members + 0.5)  # a test set easier than the training data
+    assert not familiar_test_rows(members, members - 2.0)  # held-out rows: less sure

@@ -88,6 +88,7 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     # until its margin falls below ~5): it must fall, but the attacks below are the judge.
     assert before["test"]["conf"] < after["forget"]["conf"] < before["forget"]["conf"]  # toward test
     assert after["mia"]["loss_auc"] < before["mia"]["loss_auc"] - 0.05  # less distinguishable from test
+    assert "target_warning" not in report["training"]  # held-out test rows: no warning
     assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
     audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
                    overfit.data[1], "--forget", overfit.forget, "--json", "--quiet")
@@ -96,6 +97,18 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     assert abs(after["mia"]["loss_auc"] - retrained["mia"]["loss_auc"]) < abs(
         before["mia"]["loss_auc"] - retrained["mia"]["loss_auc"]
     )
+
+
+def test_training_rows_as_test_data_are_flagged(overfit, tmp_path, cli) -> None:
+    """Passing the training rows as --test-data (a slip a user makes) leaves the sample target
+    no non-members to copy: the run says so on stderr and in the report instead of quietly
+    forgetting nothing."""
+    result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
+                    overfit.data[0], "--forget", overfit.forget, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "as sure of the test rows as of its training rows" in report["training"]["target_warning"]
+    assert "warning: the model is as sure of the test rows" in result.stderr
 
 
 def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:

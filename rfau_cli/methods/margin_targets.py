@@ -67,6 +67,13 @@ def label_shift(
     return kept[true] - kept[runner_up]
 
 
+def familiar_test_rows(member_margin: np.ndarray, test_margin: np.ndarray) -> bool:
+    """True when the model is at least as sure of the test rows as of its training rows
+    (medians): they cannot stand for non-members, and the targets would ask little or nothing.
+    Training rows passed as --test-data, or a test set easier than the training data."""
+    return bool(len(test_margin) and len(member_margin) and np.median(test_margin) >= np.median(member_margin))
+
+
 def margin_targets(
     forget_margin: np.ndarray,
     forget_labels: np.ndarray,

@@ -26,7 +26,7 @@ import numpy as np
 
 from rfau_cli.features import relative_distance
 from rfau_cli.methods.base import FitContext, Method, is_flat, join
-from rfau_cli.methods.margin_targets import margin_targets, margins
+from rfau_cli.methods.margin_targets import familiar_test_rows, margin_targets, margins
 from rfau_cli.settings import MethodParams, param
 
 PROTOTYPE_ROWS = 4096  # retain rows averaged into class prototypes (means converge fast)
@@ -142,12 +142,19 @@ class RFAU(Method):
         t_logits = _score(ctx, np.arange(len(splits.test_labels)), test=True)
         f_labels = splits.labels[splits.forget]
         f_margin, runner_up = margins(f_logits, f_labels)
+        m_margin, t_margin = margins(m_logits, splits.labels[members])[0], margins(t_logits, splits.test_labels)[0]
         target_margin = margin_targets(
-            f_margin, f_labels, runner_up,
-            margins(m_logits, splits.labels[members])[0],
-            margins(t_logits, splits.test_labels)[0],
+            f_margin, f_labels, runner_up, m_margin, t_margin,
             splits.labels[np.concatenate([splits.forget, splits.retain])], ctx.num_labels,
         )  # fmt: skip
+        if familiar_test_rows(m_margin, t_margin):
+            warning = (
+                f"warning: the model is as sure of the test rows as of its training rows (median margin "
+                f"{np.median(t_margin):.2f} against {np.median(m_margin):.2f}): sample targets take test rows "
+                "as non-members and will ask too little; pass held-out rows drawn like the training data"
+            )
+            ctx.progress.log(warning)
+            ctx.state["target_warning"] = warning
         self.slot = np.full(len(splits.labels), -1, dtype=np.int64)
         self.slot[splits.forget] = np.arange(len(splits.forget))
         self.target_margin = torch.as_tensor(target_margin, dtype=torch.float32, device=ctx.device)
