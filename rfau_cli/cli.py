@@ -585,6 +585,9 @@ def bench(
     lr: LrOpt = None,
     batch_size: BatchOpt = 32,
     retain_ratio: RetainRatioOpt = 4,
+    gamma: Annotated[
+        float, typer.Option("--gamma", help="Weight of the forget loss, for the methods that have one.")
+    ] = 1.0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
@@ -638,7 +641,8 @@ def bench(
             retrain_hparams=MethodSettings(epochs=retrain_epochs, lr=retrain_lr, batch_size=retrain_batch_size),
             seeds=_parse_seeds(seeds),
             hparams=MethodSettings(
-                epochs=epochs, lr=lr, batch_size=batch_size, retain_ratio=retain_ratio, sets=parse_sets(set_)
+                epochs=epochs, lr=lr, batch_size=batch_size, retain_ratio=retain_ratio, gamma=gamma,
+                sets=parse_sets(set_),
             ),
             runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
             attacks=_split_list(attacks),

@@ -43,10 +43,13 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     out = tmp_path / "bench"
     result = invoke(
         cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--by", "class", "--test-data", test,
-        "--methods", ",".join(METHODS), "--reference", reference, "--epochs", 1, "-o", out, "--json", "--quiet",
+        "--methods", ",".join(METHODS), "--reference", reference, "--epochs", 1, "--gamma", 0.5, "-o", out,
+        "--json", "--quiet",
     )
     assert result.exit_code == 0, result.stderr
     printed = json.loads(result.stdout)
+    # --gamma reaches the method that has a forget-loss weight
+    assert json.loads((out / "runs" / "rfau-s0" / "report.json").read_text())["settings"]["gamma"] == 0.5
     assert sorted(p.name for p in out.iterdir()) == sorted([BENCH_JSON, BENCH_MD, BENCH_PNG, "runs"])
     assert json.loads((out / BENCH_JSON).read_text()) == printed
     assert (out / BENCH_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
