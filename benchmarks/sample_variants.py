@@ -245,7 +245,7 @@ def run(original, name, f_rows, v, seed=0):
                     qq[sel] = transport(mf_np[sel], m_all[yn == c], tgt_src[ytn == c])
         q = torch.tensor(qq, dtype=torch.float32)
     if v.get("prior"):
-        shift_q = label_shift(y.numpy(), yf.numpy(), yf.numpy(), c_f.numpy(), tz_f.shape[1])
+        shift_q = label_shift(y.numpy(), yf.numpy(), c_f.numpy(), tz_f.shape[1])
         q = q + v["prior"] * torch.tensor(shift_q, dtype=torch.float32)
     if v.get("one_sided"):
         # Never ask a forgotten row to become more confident than the original was.

@@ -150,8 +150,9 @@ def _labels(config: dict[str, Any], path: Path) -> tuple[dict[int, str], int]:
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 
 
-def read_safetensors_header(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from a .safetensors header, checked against the file's size.
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a .safetensors file (tensor entries and `__metadata__`), checked
+    against the file's size.
 
     Reads only the header (never the tensors), so a truncated, empty or random-bytes file is
     found before anything is loaded.
@@ -182,14 +183,13 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[int, ...]]:
         raise bad("unreadable header") from None
     if not isinstance(header, dict):
         raise bad("unreadable header")
-    shapes: dict[str, tuple[int, ...]] = {}
     end = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
             start, stop = (int(v) for v in info["data_offsets"])
-            shapes[name] = tuple(int(d) for d in info["shape"])
+            tuple(int(d) for d in info["shape"])  # a shape of integers, or the entry is bad
         except (TypeError, KeyError, ValueError):
             raise bad(f"bad entry for tensor {name!r}") from None
         if not 0 <= start <= stop:
@@ -197,7 +197,13 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[int, ...]]:
         end = max(end, stop)
     if 8 + length + end != size:
         raise bad(f"its header describes {8 + length + end} bytes, the file has {size}")
-    return shapes
+    return header
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a .safetensors header (checked as `safetensors_header` does)."""
+    header = safetensors_header(path)
+    return {name: tuple(int(d) for d in info["shape"]) for name, info in header.items() if name != "__metadata__"}
 
 
 def _with_adapter(ref: CheckpointRef, adapter_dir: Path) -> CheckpointRef:

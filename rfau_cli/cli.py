@@ -25,6 +25,7 @@ from rfau_cli.options import (
     DeviceOpt,
     EpochsOpt,
     ForgetOpt,
+    GammaOpt,
     IdColumnOpt,
     InitOpt,
     InputColumnOpt,
@@ -207,7 +208,7 @@ def unlearn(
     save: SaveOpt = "both",
     rank: Annotated[int, typer.Option("--rank", help="LoRA rank.")] = 8,
     alpha: Annotated[float, typer.Option("--alpha", help="LoRA alpha (scale = alpha / rank).")] = 16.0,
-    gamma: Annotated[float, typer.Option("--gamma", help="Weight of the forget alignment loss.")] = 1.0,
+    gamma: GammaOpt = 1.0,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     batch_size: BatchOpt = 32,
@@ -463,7 +464,8 @@ def verify(directory: OutputDirArg, json_out: JsonOpt = False) -> None:
       rfau verify unlearned/ --json
     """
     with user_errors():
-        from rfau_cli.commands.verify import check_passed, dumps, run_verify
+        from rfau_cli.commands.verify import check_passed, run_verify
+        from rfau_cli.report import dumps
 
         result = run_verify(directory)
         if json_out:
@@ -585,9 +587,7 @@ def bench(
     lr: LrOpt = None,
     batch_size: BatchOpt = 32,
     retain_ratio: RetainRatioOpt = 4,
-    gamma: Annotated[
-        float, typer.Option("--gamma", help="Weight of the forget loss, for the methods that have one.")
-    ] = 1.0,
+    gamma: GammaOpt = 1.0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,

@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from rfau_cli.checkpoint import read_safetensors_header, sha256_file
+from rfau_cli.checkpoint import safetensors_header, sha256_file
 from rfau_cli.errors import InputError
 
 PREFIX = "rfau."
@@ -54,11 +54,7 @@ def read_metadata(path: Path) -> dict[str, str]:
     Raises:
         InputError: the file is not a complete safetensors file.
     """
-    read_safetensors_header(path)  # size and offsets checked
-    with open(path, "rb") as handle:
-        length = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(length).decode("utf-8"))
-    meta = header.get("__metadata__") or {}
+    meta = safetensors_header(path).get("__metadata__") or {}
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 
@@ -71,10 +67,9 @@ def add_metadata(path: Path, metadata: dict[str, str]) -> None:
     path = Path(path)
     if any(not isinstance(v, str) for v in metadata.values()):
         raise TypeError("safetensors metadata values must be strings")
-    read_safetensors_header(path)
+    header = safetensors_header(path)
     with open(path, "rb") as src:
-        length = int.from_bytes(src.read(8), "little")
-        header = json.loads(src.read(length).decode("utf-8"))
+        src.seek(8 + int.from_bytes(src.read(8), "little"))  # past the old header, to the tensor bytes
         header["__metadata__"] = {**(header.get("__metadata__") or {}), **metadata}
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
         raw += b" " * (-(8 + len(raw)) % _ALIGN)

@@ -12,7 +12,6 @@ JSON) is bad input: exit 2. No torch is imported: only hashes and headers are re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +187,3 @@ def _check_card(directory: Path, report: dict[str, Any]) -> Check:
     same = path.read_text(encoding="utf-8", errors="replace") == card_for(report)
     return Check("card", f"{CARD_FILE} is the card of report.json", None if same else f"{CARD_FILE} was edited")
 
-
-def dumps(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2)

@@ -58,13 +58,14 @@ def transport(forget_margin: np.ndarray, member_margin: np.ndarray, test_margin:
 
 
 def label_shift(
-    train_labels: np.ndarray, forget_labels: np.ndarray, true: np.ndarray, runner_up: np.ndarray, num_labels: int
+    train_labels: np.ndarray, forget_labels: np.ndarray, runner_up: np.ndarray, num_labels: int
 ) -> np.ndarray:
-    """log((1 - f_y) / (1 - f_c')): how much a retrain's class frequencies lower each margin."""
+    """log((1 - f_y) / (1 - f_c')) per forget row (label y, runner-up c'): how much a retrain's
+    class frequencies lower its margin."""
     counts = np.bincount(train_labels, minlength=num_labels).astype(np.float64)
     gone = np.bincount(forget_labels, minlength=num_labels).astype(np.float64)
     kept = np.log(np.clip((counts - gone) / np.maximum(counts, 1.0), MIN_KEPT_SHARE, None))
-    return kept[true] - kept[runner_up]
+    return kept[forget_labels] - kept[runner_up]
 
 
 def familiar_test_rows(member_margin: np.ndarray, test_margin: np.ndarray) -> bool:
@@ -85,5 +86,5 @@ def margin_targets(
 ) -> np.ndarray:
     """The margin each forget row is driven to (module docstring)."""
     target = transport(forget_margin, member_margin, test_margin)
-    target += label_shift(train_labels, forget_labels, forget_labels, runner_up, num_labels)
+    target += label_shift(train_labels, forget_labels, runner_up, num_labels)
     return np.minimum(target, forget_margin)

@@ -134,7 +134,8 @@ class RFAU(Method):
         import torch
 
         splits = ctx.splits
-        members = np.concatenate([splits.forget, splits.retain])
+        population = np.concatenate([splits.forget, splits.retain])  # the rows the retrain's counts come from
+        members = population
         if len(members) > MEMBER_ROWS:
             members = np.sort(ctx.rng.choice(members, MEMBER_ROWS, replace=False))
         f_logits = _score(ctx, splits.forget, test=False)
@@ -145,7 +146,7 @@ class RFAU(Method):
         m_margin, t_margin = margins(m_logits, splits.labels[members])[0], margins(t_logits, splits.test_labels)[0]
         target_margin = margin_targets(
             f_margin, f_labels, runner_up, m_margin, t_margin,
-            splits.labels[np.concatenate([splits.forget, splits.retain])], ctx.num_labels,
+            splits.labels[population], ctx.num_labels,
         )  # fmt: skip
         if familiar_test_rows(m_margin, t_margin):
             warning = (
