@@ -41,7 +41,8 @@ from rfau_cli.audit import Scores, compute_metrics, reference_gap
 from rfau_cli.commands.bench import noise_floor, share_closed
 from rfau_cli.features import TapReader, TapSpec, find_head, relative_distance
 from rfau_cli.lora import attach_lora, find_lora_targets
-from rfau_cli.methods.margin_targets import label_shift, transport
+from rfau_cli.methods.margin_targets import label_shift, percentile_in, transport
+from rfau_cli.methods.margin_targets import margins as np_margins
 
 torch.set_num_threads(1)
 CACHE = os.environ.get("RFAU_RESEARCH_CACHE", "/tmp/research/cache")
@@ -76,6 +77,67 @@ def grow(X, y, n, seed):
     ys = np.tile(y, len(shifts))
     idx = np.random.default_rng(seed).choice(len(ys), n, replace=False)
     return Xs[idx], ys[idx]
+
+
+# The refit head's L2 penalty, in rows' worth of loss: C = PROBE_ROWS / n in scikit-learn's
+# terms, so the probe's strength does not change with the sample size.
+PROBE_ROWS = 10.0
+
+
+def class_drop(
+    member_features: np.ndarray,
+    member_labels: np.ndarray,
+    member_forgotten: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    test_margin: np.ndarray,
+    num_labels: int,
+) -> np.ndarray:
+    """Rejected (docs/results.md, "How much a retrain loses on a class: a refit probe").
+
+    Per class (<= 0, in the model's logits): how much a retrain's margin on the class's unseen
+    rows falls, estimated by refitting a linear head on the teacher's head-input features of
+    (sampled) members with and without the forgotten ones.
+
+    Why: a retrain that lost most of a class's rows does not only see the class less often
+    (label shift, log(1 - f_y)); it learns the class worse. On the bench's digits models its
+    margin on the class's test rows fell 2.4-4.3 logits where label shift predicts 0.9. A
+    strongly regularised linear head learns each class in proportion to its evidence, so
+    refitting it without D_f shows which classes lose and how much; its test margins are
+    mapped to the model's at the same percentile, so only the probe's ranks matter, not its
+    scale. The mean over the class's test rows is taken (the per-row values are noisy), and
+    only falls count: a class does not become surer because another one shrank.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    drop = np.zeros(num_labels)
+    kept = ~member_forgotten
+    if len(test_margin) == 0 or len(np.unique(member_labels[kept])) < 2 or not member_forgotten.any():
+        return drop
+    scaler = StandardScaler().fit(member_features)
+    train_x, test_x = scaler.transform(member_features), scaler.transform(test_features)
+
+    def probe_margins(rows: np.ndarray) -> np.ndarray:
+        head = LogisticRegression(C=PROBE_ROWS / rows.sum(), max_iter=1000)
+        head.fit(train_x[rows], member_labels[rows])
+        logits = np.full((len(test_x), num_labels), -1e6)  # a class with no rows left never wins
+        logits[:, head.classes_] = _two_class_safe(head.decision_function(test_x), len(head.classes_))
+        return np_margins(logits, test_labels)[0]
+
+    full = probe_margins(np.ones(len(member_labels), dtype=bool))
+    without = probe_margins(kept)
+    shift = np.quantile(test_margin, percentile_in(full, without)) - np.quantile(test_margin, percentile_in(full, full))
+    for label in np.unique(test_labels):
+        drop[label] = min(0.0, float(shift[test_labels == label].mean()))
+    return drop
+
+
+def _two_class_safe(scores: np.ndarray, n_classes: int) -> np.ndarray:
+    """scikit-learn returns one column for two classes (the second's log-odds)."""
+    if n_classes == 2 and scores.ndim == 1:
+        return np.stack([-scores / 2, scores / 2], axis=1)
+    return scores
 
 
 SCEN = {
@@ -247,6 +309,20 @@ def run(original, name, f_rows, v, seed=0):
     if v.get("prior"):
         shift_q = label_shift(y.numpy(), yf.numpy(), c_f.numpy(), tz_f.shape[1])
         q = q + v["prior"] * torch.tensor(shift_q, dtype=torch.float32)
+    if v.get("drop"):
+        # The class-level fall a retrain shows on a class it lost rows of (margin_targets.class_drop):
+        # "probe" alone, or "min" with label shift (the larger of the two falls).
+        _, tt_all = teacher(X)
+        _, tt_t = teacher(Xt)
+        gone = np.zeros(len(y), dtype=bool)
+        gone[f_rows] = True
+        per_class = class_drop(
+            tt_all[-1].numpy(), y.numpy(), gone, tt_t[-1].numpy(), yt.numpy(), m_t.numpy(), tz_f.shape[1]
+        )
+        dq = per_class[yf.numpy()]
+        if v["drop"] == "min":
+            dq = np.minimum(dq, label_shift(y.numpy(), yf.numpy(), c_f.numpy(), tz_f.shape[1]))
+        q = q + torch.tensor(dq, dtype=torch.float32)
     if v.get("one_sided"):
         # Never ask a forgotten row to become more confident than the original was.
         q = torch.minimum(q, m_f)
