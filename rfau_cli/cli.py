@@ -558,7 +558,7 @@ def retrain(
         from rfau_cli.commands.retrain import run_retrain
 
         report = run_retrain(cfg)
-    _print_result(report, json_out, quiet)
+    _print_result(report, json_out, quiet, cfg.out)
 
 
 @app.command()

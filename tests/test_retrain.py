@@ -68,3 +68,16 @@ def test_retrain_existing_out_is_input_error(cli, digits, resnet_ckpt, class_for
     )
     assert result.exit_code == 2
     assert "already exists" in result.stderr
+
+
+def test_retrain_summary_names_its_output_dir(cli, digits, resnet_ckpt, class_forget_file, tmp_path):
+    """Without --out the reference lands in rfau-out/<sha12>-retrain/: the summary must say where."""
+    train, test = digits
+    out = tmp_path / "reference"
+    result = invoke(
+        cli, "retrain", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--by", "class",
+        "--test-data", test, "--epochs", 1, "-o", out, "--quiet",
+    )
+    assert result.exit_code == 0, result.stderr
+    printed = "".join(result.stdout.split())  # rich may wrap a long path
+    assert f"outputsin{out}:" in printed and "model.safetensors" in printed
