@@ -31,8 +31,23 @@ def reference(digits, resnet_ckpt, class_forget_file, tmp_path_factory):
     train, test = digits
     out = tmp_path_factory.mktemp("reference") / "retrained"
     result = invoke(
-        CliRunner(), "retrain", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--by", "class",
-        "--test-data", test, "--epochs", 2, "-o", out, "--quiet",
+        CliRunner(),
+        "retrain",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        train,
+        "-f",
+        class_forget_file,
+        "--by",
+        "class",
+        "--test-data",
+        test,
+        "--epochs",
+        2,
+        "-o",
+        out,
+        "--quiet",
     )
     assert result.exit_code == 0, result.stderr
     return out
@@ -42,9 +57,30 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     train, test = digits
     out = tmp_path / "bench"
     result = invoke(
-        cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--by", "class", "--test-data", test,
-        "--methods", ",".join(METHODS), "--reference", reference, "--epochs", 1, "--gamma", 0.5, "-o", out,
-        "--json", "--quiet",
+        cli,
+        "bench",
+        "-m",
+        resnet_ckpt,
+        "-d",
+        train,
+        "-f",
+        class_forget_file,
+        "--by",
+        "class",
+        "--test-data",
+        test,
+        "--methods",
+        ",".join(METHODS),
+        "--reference",
+        reference,
+        "--epochs",
+        1,
+        "--gamma",
+        0.5,
+        "-o",
+        out,
+        "--json",
+        "--quiet",
     )
     assert result.exit_code == 0, result.stderr
     printed = json.loads(result.stdout)
@@ -296,19 +332,24 @@ def test_bench_reference_and_reference_seeds_exclude_each_other(cli, digits, res
     assert not out.exists()
 
 
-def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
-    """benchmarks/scenarios.py: r1/r10 are uniform 1%/10%; c10 is 10% with 60% from one class."""
+def _scenarios_module(monkeypatch):
     import importlib.util
     import sys
     from pathlib import Path
-
-    import numpy as np
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios.py"
     spec = importlib.util.spec_from_file_location("scenarios", path)
     scenarios = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "scenarios", scenarios)  # dataclasses look their module up there
     spec.loader.exec_module(scenarios)
+    return scenarios
+
+
+def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
+    """benchmarks/scenarios.py: r1/r10 are uniform 1%/10%; c10 is 10% with 60% from one class."""
+    import numpy as np
+
+    scenarios = _scenarios_module(monkeypatch)
     labels = np.repeat(np.arange(10), 100)
     assert len(scenarios.forget_rows(labels, "r1", 3)) == 10
     r10 = scenarios.forget_rows(labels, "r10", 3)
@@ -317,3 +358,38 @@ def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
     assert len(c10) == 100 and len(set(c10)) == 100
     assert (labels[c10] == 3).sum() == 60
     assert scenarios.parse_scenarios("vit,resnet-mem-r1") == ["vit-r1", "vit-r10", "vit-c10", "resnet-mem-r1"]
+
+
+def test_scenarios_report_the_spread_over_originals(monkeypatch):
+    """Several originals: a cell is the mean of each original's mean over method seeds, ± the
+    spread over originals (the original is a random variable too); a failed original is listed."""
+    import pytest
+
+    scenarios = _scenarios_module(monkeypatch)
+
+    def bench(share_rfau, ta_none, ta_rfau):
+        stat = lambda m: {"mean": m, "std": 0.01, "n": 3}  # noqa: E731
+        row = lambda method, share, ta: {  # noqa: E731
+            "method": method, "status": "ok", "avg_gap_pp": stat(2.0), "share_closed": stat(share),
+            "loss_auc": stat(0.5), "loss_auc_gap": stat(0.01), "ta": stat(ta), "time_s": stat(1.0),
+        }  # fmt: skip
+        return {
+            "status": "ok",
+            "bench": {
+                "floor": {"mean": 1.0, "std": 0.5, "n": 3},
+                "summary": [row("none", 0.0, ta_none), row("rfau", share_rfau, ta_rfau)],
+            },
+        }
+
+    runs = {1000: bench(0.9, 0.80, 0.78), 1001: bench(0.5, 0.76, 0.75), 1002: {"status": "failed", "error": "boom"}}
+    rows = {r["method"]: r for r in scenarios.across_originals("vit-r10", runs)}
+    assert rows["rfau"]["share_closed"]["per_original"] == [0.9, 0.5]
+    assert rows["rfau"]["share_closed"]["mean"] == pytest.approx(0.7)
+    assert rows["rfau"]["share_closed"]["std"] == pytest.approx(0.2)
+    assert rows["rfau"]["ta_change_pp"]["mean"] == pytest.approx(-1.5)  # each against its own original
+    assert rows["rfau"]["originals"] == [1000, 1001]
+    assert rows["(bench failed)"]["scenario"] == "vit-r10 (an original)"
+    table = scenarios.render_table(list(rows.values()))
+    assert "share per original (%)" in table and "| 90, 50 |" in table
+    one = scenarios.across_originals("vit-r10", {1000: runs[1000]})
+    assert "per_original" not in one[1]["share_closed"]  # one original: the bench's own rows
