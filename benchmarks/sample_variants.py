@@ -12,7 +12,8 @@ class's rows), `conc10` (10% of the rows, 60% of them from class 3: the bench's 
 `converge` (stop when the mean margin excess is this share of the drop asked), `cond`
 (class-conditional test quantiles of the forget rows ranked among themselves), `transport`
 (`global`/`class`: a row's percentile among the training rows mapped to the test margins, what
-RFAU now does with `global`), `prior` (weight of the label-shift term), `one_sided` (targets
+RFAU now does with `global`), `prior` (weight of the label-shift term), `rho` (the transport's persistence: how much of a
+row's member percentile a retrain keeps; 1 = every row keeps it), `one_sided` (targets
 never above the row's own margin), `gamma`, `lr`, `k`, `epochs`, `rank`. RFAU today is
 `{"loss": "margin", "converge": 0.1, "gamma": 0.1, "transport": "global", "prior": 1.0, "one_sided": true}`. Prints, per variant,
 the avg gap to the retrains (mean ± std over seeds 0,1,2), the share of the removable gap
@@ -138,6 +139,45 @@ def _two_class_safe(scores: np.ndarray, n_classes: int) -> np.ndarray:
     if n_classes == 2 and scores.ndim == 1:
         return np.stack([-scores / 2, scores / 2], axis=1)
     return scores
+
+
+def transport_persistent(
+    forget_margin: np.ndarray,
+    member_margin: np.ndarray,
+    test_margin: np.ndarray,
+    persistence: float = 1.0,
+) -> np.ndarray:
+    """Rejected (docs/results.md, "How much of its standing a row keeps"): margin_targets.transport
+    with a row's standing only partly kept.
+
+    `persistence` is how much of a row's standing a retrain keeps: the correlation, in normal
+    scores, between the percentile a row holds among the original's members and the one it
+    holds among a retrain's test rows once it is not trained on. At 1 every row keeps its
+    percentile (the test margin at the same percentile); at 0 a request's rows are spread
+    over the whole test distribution, whatever they were. In between, each row's non-member
+    score is modelled as persistence * s + sqrt(1 - persistence^2) * noise (s: its member
+    score), the request's targets are the quantiles of the pooled distribution this predicts,
+    and the rows keep their order.
+    """
+    p = percentile_in(member_margin, forget_margin)
+    if persistence >= 1.0 or len(forget_margin) == 0:
+        return np.quantile(test_margin, p)
+    from scipy.special import ndtr, ndtri
+
+    edge = 0.5 / max(len(member_margin), 1)
+    score = ndtri(np.clip(p, edge, 1.0 - edge))
+    spread = np.sqrt(1.0 - persistence**2)
+    grid = np.linspace(-8.0, 8.0, 4001)
+    pooled = np.zeros_like(grid)
+    for start in range(0, len(score), 1024):  # bounded memory for big requests
+        centre = persistence * score[start : start + 1024, None]
+        pooled += ndtr((grid[None, :] - centre) / spread).sum(0)
+    pooled /= len(score)
+    levels = (np.arange(len(score)) + 0.5) / len(score)
+    order = np.lexsort((forget_margin, score))  # by score, ties by the row's own margin
+    quantiles = np.empty(len(score))
+    quantiles[order] = ndtr(np.interp(levels, pooled, grid))
+    return np.quantile(test_margin, quantiles)
 
 
 SCEN = {
@@ -299,7 +339,7 @@ def run(original, name, f_rows, v, seed=0):
         tz_all, _ = teacher(X)
         m_all, _ = margins(tz_all, y)
         m_all, yn, ytn, mf_np, yf_np = m_all.numpy(), y.numpy(), yt.numpy(), m_f.numpy(), yf.numpy()
-        qq = transport(mf_np, m_all, tgt_src)
+        qq = transport_persistent(mf_np, m_all, tgt_src, v.get("rho", 1.0))
         if v["transport"] == "class":
             for c in np.unique(yf_np):
                 if (ytn == c).sum() >= v.get("min_test", 10):
