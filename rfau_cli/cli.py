@@ -212,7 +212,7 @@ def unlearn(
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     batch_size: BatchOpt = 32,
-    retain_ratio: RetainRatioOpt = 4,
+    retain_ratio: RetainRatioOpt = None,
     target_modules: Annotated[
         Optional[str],
         typer.Option(
@@ -586,7 +586,7 @@ def bench(
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     batch_size: BatchOpt = 32,
-    retain_ratio: RetainRatioOpt = 4,
+    retain_ratio: RetainRatioOpt = None,
     gamma: GammaOpt = 1.0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",

@@ -70,7 +70,10 @@ EpochsOpt = Annotated[
 ]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (AdamW); default: the method's.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Rows per forget (and per retain) batch.")]
-RetainRatioOpt = Annotated[int, typer.Option("--retain-ratio", help="Retain batches per forget batch (k).")]
+RetainRatioOpt = Annotated[
+    Optional[int],
+    typer.Option("--retain-ratio", help="Retain batches per forget batch (k; default 4, RFAU's sample mode 2)."),
+]
 GammaOpt = Annotated[float, typer.Option("--gamma", help="Weight of the forget loss (methods that have one: RFAU).")]
 SaveOpt = Annotated[
     Literal["adapter", "merged", "both"],

@@ -121,7 +121,7 @@ class MethodSettings:
     alpha: float = 16.0
     gamma: float = 1.0
     batch_size: int = 32
-    retain_ratio: int = 4
+    retain_ratio: int | None = None  # None: the method's default for the mode (Method.default_retain_ratio)
     target_modules: tuple[str, ...] = ()
     taps: str = "all"
     seed: int = 0
@@ -135,12 +135,16 @@ class MethodSettings:
         for name in ("batch_size", "rank"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.retain_ratio < 0:
+        if self.retain_ratio is not None and self.retain_ratio < 0:
             raise InputError("--retain-ratio must be 0 or more")
 
-    def resolved(self, method: Any) -> ResolvedSettings:
-        """These settings with `method`'s defaults (epochs, lr, its Params) and `--set` values filled in."""
+    def resolved(self, method: Any, by: str = "sample") -> ResolvedSettings:
+        """These settings with `method`'s defaults (epochs, lr, retain ratio for the mode `by`, its
+        Params) and `--set` values filled in."""
         values = asdict(self)
+        values["retain_ratio"] = int(
+            self.retain_ratio if self.retain_ratio is not None else method.default_retain_ratio(by)
+        )
         values["epochs"] = int(self.epochs if self.epochs is not None else method.default_epochs)
         values["lr"] = float(self.lr if self.lr is not None else method.default_lr)
         params = method.Params.from_strings(dict(self.sets), method.name)
@@ -153,6 +157,7 @@ class ResolvedSettings(MethodSettings):
 
     epochs: int = 10
     lr: float = 1e-3
+    retain_ratio: int = 4
     params: MethodParams = MethodParams()  # the method's own, typed (ctx.params)
     # A user's --epochs is a hard cap, never raised; a method's default epochs may be raised
     # to reach its `min_steps` (loop.epochs_to_run).

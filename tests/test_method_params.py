@@ -237,6 +237,18 @@ def test_resolved_settings_hold_typed_params():
     assert MethodSettings(epochs=3, lr=0.5).resolved(method_class("scrub")).params.kd_t == 4.0
 
 
+def test_retain_ratio_defaults_to_the_methods_choice_for_the_mode():
+    """RFAU's sample mode pairs each forget batch with 2 retain batches (cheaper steps for its
+    gentler pull, docs/results.md), class mode and every other method with DESIGN.md's 4; a
+    user's --retain-ratio always wins."""
+    rfau, scrub = method_class("rfau"), method_class("scrub")
+    assert MethodSettings().resolved(rfau, "sample").retain_ratio == 2
+    assert MethodSettings().resolved(rfau, "class").retain_ratio == 4
+    assert MethodSettings().resolved(scrub, "sample").retain_ratio == 4
+    assert MethodSettings(retain_ratio=8).resolved(rfau, "sample").retain_ratio == 8
+    assert MethodSettings(retain_ratio=0).resolved(rfau, "class").retain_ratio == 0
+
+
 def _epochs(name: str, by: str, forget_rows: int, epochs: int | None = None) -> int:
     from rfau_cli.methods.loop import epochs_to_run
 

@@ -64,7 +64,7 @@ def run_unlearn(
         raise InputError("--by sample needs --test-data: held-out rows set the forgetting target")
     ref = resolve_checkpoint(cfg.model)
     ledger = read_input_ledger(ref)  # the earlier requests, checked against the weights
-    settings = cfg.hparams.resolved(method)  # the method's defaults and its --set parameters, checked
+    settings = cfg.hparams.resolved(method, cfg.data.by)  # the method's defaults and its --set parameters, checked
     # Flags that need the model's config (device, label count, taps, LoRA targets): checked
     # from the config and the weights' header, before any data is read.
     check_model(

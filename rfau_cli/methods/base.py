@@ -105,6 +105,10 @@ class FitContext:
         return (model or self.model)(**inputs).logits.float()
 
 
+# Retain batches paired with each forget batch when --retain-ratio is not given (DESIGN.md).
+DEFAULT_RETAIN_RATIO = 4
+
+
 class Method:
     """Base class: subclasses set the class variables and implement `loss`."""
 
@@ -124,6 +128,11 @@ class Method:
     default_epochs: ClassVar[int] = 10  # --epochs when not given
     default_lr: ClassVar[float] = 1e-3  # --lr when not given
     Params: ClassVar[type[MethodParams]] = MethodParams  # the method's own hyper-parameters
+
+    @classmethod
+    def default_retain_ratio(cls, by: str) -> int:
+        """--retain-ratio when not given: retain batches a step (DESIGN.md's k = 4)."""
+        return DEFAULT_RETAIN_RATIO
 
     def setup(self, ctx: FitContext) -> None:
         """Precompute what the loss needs (targets, masks, caches)."""
