@@ -230,7 +230,7 @@ def test_settings_check_themselves(build, needle):
 def test_resolved_settings_hold_typed_params():
     rfau = method_class("rfau")
     settings = MethodSettings(sets=(("min_steps", "7"),)).resolved(rfau)
-    assert settings.params.min_steps == 7 and settings.params.sample_epochs == 100
+    assert settings.params.min_steps == 7 and settings.params.sample_epochs == 60
     assert (settings.epochs, settings.lr, settings.epochs_from_user) == (rfau.default_epochs, 1e-3, False)
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.params.min_steps = 1  # type: ignore[misc]
@@ -262,7 +262,8 @@ def _epochs(name: str, by: str, forget_rows: int, epochs: int | None = None) -> 
 def test_epoch_cap_reads_the_typed_params():
     # 30 rows at batch 32: one step an epoch, so 50 min steps need 50 epochs.
     assert _epochs("rfau", "class", 30) == 50
-    assert _epochs("rfau", "sample", 30) == 100
+    assert _epochs("rfau", "sample", 30) == 400  # sample mode: at least 400 steps
+    assert _epochs("rfau", "sample", 404) == 60  # 13 steps an epoch: 60 epochs are 780 steps
     cap = method_class("rfau").default_epochs  # 10 steps an epoch: the cap already exceeds 50 steps
     assert _epochs("rfau", "class", 320) == cap
     assert _epochs("rfau", "class", 30, epochs=3) == 3  # a given --epochs is never raised

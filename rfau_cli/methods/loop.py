@@ -92,9 +92,10 @@ def epochs_to_run(method: Method, ctx: FitContext) -> int:
     if ctx.settings.epochs_from_user:
         return ctx.settings.epochs
     # A method may default to another cap per mode (RFAUParams.sample_epochs: RFAU's sample mode
-    # runs to convergence) and to a minimum of steps; a method whose Params lack them has neither.
+    # runs to convergence) and to a minimum of steps, per mode too (RFAUParams.sample_min_steps);
+    # a method whose Params lack them has neither.
     default = int(getattr(ctx.params, f"{ctx.splits.by}_epochs", ctx.settings.epochs))
-    min_steps = int(getattr(ctx.params, "min_steps", 0))
+    min_steps = int(getattr(ctx.params, f"{ctx.splits.by}_min_steps", getattr(ctx.params, "min_steps", 0)))
     return max(default, math.ceil(min_steps / steps_per_epoch(method, ctx)))
 
 
