@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from rfau_cli.methods.margin_targets import (
+    concentrated_classes,
     familiar_test_rows,
     label_shift,
     margin_targets,
@@ -70,3 +71,11 @@ def test_test_rows_as_familiar_as_training_rows_are_recognised() -> None:
     assert familiar_test_rows(members, members)  # training rows passed as test rows
     assert familiar_test_rows(members, members + 0.5)  # a test set easier than the training data
     assert not familiar_test_rows(members, members - 2.0)  # held-out rows: less sure
+
+
+def test_concentrated_classes_are_those_a_request_takes_30_percent_of() -> None:
+    train = np.repeat(np.arange(4), 100)
+    assert concentrated_classes(train, np.repeat(np.arange(4), 10), 4) == {}  # a uniform 10%
+    taken = concentrated_classes(train, np.concatenate([np.full(60, 2), np.full(30, 1), [0]]), 4)
+    assert taken == {1: 0.3, 2: 0.6}
+    assert concentrated_classes(train, np.zeros(0, dtype=np.int64), 6) == {}  # classes without rows

@@ -89,6 +89,7 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     assert before["test"]["conf"] < after["forget"]["conf"] < before["forget"]["conf"]  # toward test
     assert after["mia"]["loss_auc"] < before["mia"]["loss_auc"] - 0.05  # less distinguishable from test
     assert "target_warning" not in report["training"]  # held-out test rows: no warning
+    assert "concentration_warning" not in report["training"]  # a random 10%: no class loses 30%
     assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
     audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
                    overfit.data[1], "--forget", overfit.forget, "--json", "--quiet")
@@ -109,6 +110,24 @@ def test_training_rows_as_test_data_are_flagged(overfit, tmp_path, cli) -> None:
     report = json.loads(result.stdout)
     assert "as sure of the test rows as of its training rows" in report["training"]["target_warning"]
     assert "warning: the model is as sure of the test rows" in result.stderr
+
+
+def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) -> None:
+    """Most of one class's rows (one user's data is often one kind): a retrain would learn the
+    class worse, which the sample targets model only in part, so the run says so."""
+    import datasets
+
+    labels = np.asarray(datasets.load_from_disk(str(overfit.data[0]))["label"])
+    threes = np.flatnonzero(labels == 3)
+    forget = tmp_path / "forget.txt"
+    taken = threes[: (2 * len(threes)) // 3]
+    forget.write_text("\n".join(map(str, taken)) + "\n")
+    result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
+                    overfit.data[1], "--forget", forget, "--epochs", 2, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    warning = json.loads(result.stdout)["training"]["concentration_warning"]
+    assert f"3 ({100 * len(taken) / len(threes):.0f}%)" in warning  # the class, by its label name
+    assert "warning: the request removes a large share" in result.stderr
 
 
 def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from rfau_cli.features import relative_distance
 from rfau_cli.methods.base import FitContext, Method, is_flat, join
-from rfau_cli.methods.margin_targets import familiar_test_rows, margin_targets, margins
+from rfau_cli.methods.margin_targets import concentrated_classes, familiar_test_rows, margin_targets, margins
 from rfau_cli.settings import MethodParams, param
 
 PROTOTYPE_ROWS = 4096  # retain rows averaged into class prototypes (means converge fast)
@@ -184,6 +184,7 @@ class RFAU(Method):
             )
             ctx.progress.log(warning)
             ctx.state["target_warning"] = warning
+        self._warn_if_concentrated(ctx, splits.labels[population], f_labels)
         self.slot = np.full(len(splits.labels), -1, dtype=np.int64)
         self.slot[splits.forget] = np.arange(len(splits.forget))
         self.target_margin = torch.as_tensor(target_margin, dtype=torch.float32, device=ctx.device)
@@ -192,6 +193,24 @@ class RFAU(Method):
         self.asked = np.maximum(f_margin - target_margin, 0.0)
         ctx.state["target_margin_mean"] = float(target_margin.mean())
         ctx.state["forget_margin_mean"] = float(f_margin.mean())
+
+    def _warn_if_concentrated(self, ctx: FitContext, train_labels: np.ndarray, f_labels: np.ndarray) -> None:
+        """Say so when the request takes most of a class: the result will stay closer to the
+        original than a retrain on that class (README: 36-86% of the gap on the bench)."""
+        taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
+        if not taken:
+            return
+        names = getattr(getattr(ctx.model, "config", None), "id2label", None) or {}
+        listed = ", ".join(f"{names.get(c, c)} ({100 * share:.0f}%)" for c, share in sorted(taken.items()))
+        warning = (
+            f"warning: the request removes a large share of some classes' training rows: {listed}. A model "
+            "retrained without them would also learn those classes worse, which sample mode's targets model only "
+            "in part "
+            "(label shift); expect the forgotten rows to stay more familiar than after a retrain, and check "
+            "with `rfau audit --reference` against one"
+        )
+        ctx.progress.log(warning)
+        ctx.state["concentration_warning"] = warning
 
     def class_targets(self, t_logits: Any) -> list[Any]:
         """Class mode: every tap of a forget row goes to the prototype of its best kept class."""
