@@ -195,8 +195,8 @@ class RFAU(Method):
         ctx.state["forget_margin_mean"] = float(f_margin.mean())
 
     def _warn_if_concentrated(self, ctx: FitContext, train_labels: np.ndarray, f_labels: np.ndarray) -> None:
-        """Say so when the request takes most of a class: the result will stay closer to the
-        original than a retrain on that class (README: 36-86% of the gap on the bench)."""
+        """Say so when the request takes 30% or more of a class's rows: the result will stay closer
+        to the original than a retrain on that class (README: 36-86% of the gap on the bench)."""
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
         if not taken:
             return
@@ -205,9 +205,8 @@ class RFAU(Method):
         warning = (
             f"warning: the request removes a large share of some classes' training rows: {listed}. A model "
             "retrained without them would also learn those classes worse, which sample mode's targets model only "
-            "in part "
-            "(label shift); expect the forgotten rows to stay more familiar than after a retrain, and check "
-            "with `rfau audit --reference` against one"
+            "in part (label shift); expect the forgotten rows to stay more familiar than after a retrain, and "
+            "check with `rfau audit --reference` against one"
         )
         ctx.progress.log(warning)
         ctx.state["concentration_warning"] = warning
