@@ -85,8 +85,7 @@ def main() -> None:
     )
     print(f"label shift: {shift:+.2f}")
     for strength in PROBE_STRENGTHS:
-        sv.PROBE_ROWS = strength
-        drop = sv.class_drop(h_tr, y, gone, h_t, yt, m_t, z_tr.shape[1])
+        drop = sv.class_drop(h_tr, y, gone, h_t, yt, m_t, z_tr.shape[1], probe_rows=strength)
         print(f"probe, {strength:g} rows: {drop[main_class]:+.2f}")
 
 

@@ -93,6 +93,7 @@ def class_drop(
     test_labels: np.ndarray,
     test_margin: np.ndarray,
     num_labels: int,
+    probe_rows: float = PROBE_ROWS,
 ) -> np.ndarray:
     """Rejected (docs/results.md, "How much a retrain loses on a class: a refit probe").
 
@@ -120,7 +121,7 @@ def class_drop(
     train_x, test_x = scaler.transform(member_features), scaler.transform(test_features)
 
     def probe_margins(rows: np.ndarray) -> np.ndarray:
-        head = LogisticRegression(C=PROBE_ROWS / rows.sum(), max_iter=1000)
+        head = LogisticRegression(C=probe_rows / rows.sum(), max_iter=1000)
         head.fit(train_x[rows], member_labels[rows])
         logits = np.full((len(test_x), num_labels), -1e6)  # a class with no rows left never wins
         logits[:, head.classes_] = _two_class_safe(head.decision_function(test_x), len(head.classes_))

@@ -63,13 +63,18 @@ def transport(forget_margin: np.ndarray, member_margin: np.ndarray, test_margin:
     return np.quantile(test_margin, percentile_in(member_margin, forget_margin))
 
 
+def class_counts(train_labels: np.ndarray, forget_labels: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, forgotten rows) per class."""
+    counts = np.bincount(train_labels, minlength=num_labels).astype(np.float64)
+    return counts, np.bincount(forget_labels, minlength=num_labels).astype(np.float64)
+
+
 def label_shift(
     train_labels: np.ndarray, forget_labels: np.ndarray, runner_up: np.ndarray, num_labels: int
 ) -> np.ndarray:
     """log((1 - f_y) / (1 - f_c')) per forget row (label y, runner-up c'): how much a retrain's
     class frequencies lower its margin."""
-    counts = np.bincount(train_labels, minlength=num_labels).astype(np.float64)
-    gone = np.bincount(forget_labels, minlength=num_labels).astype(np.float64)
+    counts, gone = class_counts(train_labels, forget_labels, num_labels)
     kept = np.log(np.clip((counts - gone) / np.maximum(counts, 1.0), MIN_KEPT_SHARE, None))
     return kept[forget_labels] - kept[runner_up]
 
@@ -99,7 +104,6 @@ def margin_targets(
 def concentrated_classes(train_labels: np.ndarray, forget_labels: np.ndarray, num_labels: int) -> dict[int, float]:
     """{class: share of its training rows the request removes}, for the classes it takes at least
     CONCENTRATED_SHARE of: there the targets ask too little (module docstring, label shift)."""
-    counts = np.bincount(train_labels, minlength=num_labels).astype(np.float64)
-    gone = np.bincount(forget_labels, minlength=num_labels).astype(np.float64)
+    counts, gone = class_counts(train_labels, forget_labels, num_labels)
     share = np.divide(gone, counts, out=np.zeros(num_labels), where=counts > 0)
     return {int(c): float(share[c]) for c in np.flatnonzero(share >= CONCENTRATED_SHARE)}

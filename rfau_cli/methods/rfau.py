@@ -200,7 +200,7 @@ class RFAU(Method):
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
         if not taken:
             return
-        names = getattr(getattr(ctx.model, "config", None), "id2label", None) or {}
+        names = ctx.model.config.id2label
         listed = ", ".join(f"{names.get(c, c)} ({100 * share:.0f}%)" for c, share in sorted(taken.items()))
         warning = (
             f"warning: the request removes a large share of some classes' training rows: {listed}. A model "
