@@ -297,7 +297,10 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
     else:
         assert run["gap"]["share_closed"] is None
 
+    assert data["class_slope"] == {"classes": [], "rfau_used": None}  # a random 10%, and no RFAU
+
     text = (out / BENCH_MD).read_text()
+    assert "Class slope measured" not in text
     assert "Floor (mean avg gap between 1 pair of references)" in text
     assert f"{floor['mean']:.2f}" in text
     assert (
@@ -305,6 +308,37 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
         == 3
     )
     assert (out / BENCH_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, resnet_ckpt, tmp_path):
+    """Two thirds of digit 3's rows: the references' fall on digit 3's test rows against label shift is
+    the class slope, reported next to the one RFAU ran with, so a user can pass the measured one on."""
+    import datasets
+    import numpy as np
+
+    train, test = digits
+    labels = np.asarray(datasets.load_from_disk(str(train))["label"])
+    threes = np.flatnonzero(labels == 3)
+    forget = tmp_path / "forget.txt"
+    taken = threes[: 2 * len(threes) // 3]
+    forget.write_text("\n".join(map(str, taken)) + "\n")
+    out = tmp_path / "bench"
+    result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", forget, "--test-data", test, "--methods",
+                    "rfau", "--reference-seeds", "0,1", "--retrain-epochs", 2, "--epochs", 1, "--set",
+                    "class_slope=2", "-o", out, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    block = json.loads((out / BENCH_JSON).read_text())["class_slope"]
+    assert block["rfau_used"] == 2.0
+    (three,) = block["classes"]
+    assert three["class"] == 3 and three["share_forgotten"] == pytest.approx(len(taken) / len(threes))
+    assert len(three["retrain_fall_per_reference"]) == 2
+    assert three["retrain_fall"] == pytest.approx(np.mean(three["retrain_fall_per_reference"]))
+    assert three["label_shift"] < -0.9  # log(1/3) against runner-ups that kept nearly all their rows
+    assert three["slope"] == pytest.approx(three["retrain_fall"] / three["label_shift"])
+    text = (out / BENCH_MD).read_text()
+    share = f"{100 * len(taken) / len(threes):.0f}%"
+    assert f"Class slope measured: class 3 ({share} of its rows forgotten)" in text and "class_slope 2 " in text
+    assert "Class slope measured" in result.stdout
 
 
 def test_bench_reference_and_reference_seeds_exclude_each_other(cli, digits, resnet_ckpt, sample_forget_file, tmp_path):

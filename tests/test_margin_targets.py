@@ -52,6 +52,32 @@ def test_label_shift_is_zero_for_a_uniform_request_and_lowers_a_concentrated_cla
     assert np.all(shift[concentrated != 3] > 0)  # their runner-up (3) lost more than they did
 
 
+def test_the_class_slope_lowers_only_a_class_the_request_takes_much_of() -> None:
+    rng = np.random.default_rng(4)
+    labels_m, members = _population(rng, 800)
+    _, test = _population(rng, 400)
+    test -= 3.0
+    threes = np.flatnonzero(labels_m == 3)
+    concentrated = np.concatenate([threes[: int(0.6 * len(threes))], np.flatnonzero(labels_m == 0)[:5]])
+    uniform = np.concatenate([np.flatnonzero(labels_m == c)[:20] for c in range(4)])  # ~10% of each
+    for forget in (concentrated, uniform):
+        f_margin, f_labels = members[forget], labels_m[forget]
+        runner_up = (f_labels + 1) % 4
+        args = (f_margin, f_labels, runner_up, members, test, labels_m, 4)
+        prior, sloped = margin_targets(*args, class_slope=1.0), margin_targets(*args, class_slope=2.5)
+        moved = (prior < f_margin) & (sloped < f_margin)  # neither clipped at the row's own margin
+        taken = int(0.6 * len(threes)) / len(threes)
+        if forget is concentrated:
+            threes_moved = moved & (f_labels == 3)
+            assert threes_moved.any()
+            assert np.allclose((sloped - prior)[threes_moved], 1.5 * np.log(1 - taken))
+            assert np.allclose(sloped[f_labels == 0], prior[f_labels == 0])  # class 0 lost 5 rows: prior only
+        else:
+            assert np.array_equal(sloped, prior)  # no class loses 30%: the slope does not apply
+    assert np.allclose(label_shift(labels_m, labels_m[uniform], (labels_m[uniform] + 1) % 4, 4, 2.5),
+                       label_shift(labels_m, labels_m[uniform], (labels_m[uniform] + 1) % 4, 4))
+
+
 def test_targets_never_raise_a_margin_and_percentiles_stay_in_range() -> None:
     rng = np.random.default_rng(2)
     labels_m, members = _population(rng, 500)

@@ -77,6 +77,9 @@ class Auditor:
     job: Any
     attacks: tuple[str, ...]
     calibration: Any = None
+    # The test rows' log-probabilities under the model audited last: the references' and the
+    # original's give the class slope (class_slope.py) without scoring them twice.
+    test_log_probs: Any = None
 
     def __call__(self, model: Any) -> dict[str, Any]:
         from rfau_cli.commands.audit import add_lira
@@ -84,6 +87,7 @@ class Auditor:
         scores, metrics = self.job.audit(model, self.attacks)
         if self.calibration is not None:
             add_lira(metrics, scores, self.calibration, self.job)
+        self.test_log_probs = scores["test"].log_probs if "test" in scores else None
         return metrics
 
 
@@ -144,6 +148,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 ref["gap"] = _reference_gap_to_others(ref, ok_refs, auc_ref)
             runs.append(_log(progress, ref))
         none = _none_run(auditor, ok_refs, auc_ref, floor["mean"])
+        slopes = _class_slopes(job, none, ok_refs)
         gap_none = none.get("gap", {}).get("avg_gap_pp")
         runs.append(_log(progress, none))
         for seed in cfg.seeds:
@@ -157,6 +162,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 progress.advance(task)
         for run in runs:
             run.pop("audit", None)
+            run.pop("test_log_probs", None)
         result = {
             **report_header("bench"),
             "settings": cfg.as_dict(),
@@ -178,6 +184,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 "loss_auc": none.get("metrics", {}).get("loss_auc"),
             },
             "removable_gap_pp": removable_gap(gap_none, floor["mean"]),
+            "class_slope": {"classes": slopes, "rfau_used": _rfau_class_slope(cfg, names)},
             "reference_loss_auc": auc_ref,
             "runs": runs,
             "summary": summarize(runs, [REFERENCE, NONE, *names], floor),
@@ -338,6 +345,31 @@ def share_closed(gap_none: float | None, gap: float | None, floor: float | None)
     return (gap_none - gap) / removable
 
 
+def _class_slopes(job: Any, none: dict[str, Any], refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The references' class slope on each class a sample request takes much of (class_slope.py)."""
+    from rfau_cli.class_slope import class_slopes
+
+    splits = job.splits
+    tests = [r.get("test_log_probs") for r in refs]
+    if splits.by != "sample" or none.get("test_log_probs") is None or any(t is None for t in tests):
+        return []
+    population = np.concatenate([splits.forget, splits.retain])
+    return class_slopes(
+        none["test_log_probs"], tests, splits.test_labels, splits.labels[population], splits.labels[splits.forget],
+        job.model.config.num_labels, dict(job.model.config.id2label),
+    )  # fmt: skip
+
+
+def _rfau_class_slope(cfg: BenchConfig, names: list[str]) -> float | None:
+    """The class slope RFAU ran with in this bench (None when RFAU was not among the methods)."""
+    if "rfau" not in names:
+        return None
+    from rfau_cli.methods.margin_targets import CLASS_SLOPE
+
+    given = dict(cfg.hparams.sets).get("class_slope")
+    return float(given) if given is not None else CLASS_SLOPE
+
+
 def _reference_gap_to_others(ref: dict[str, Any], refs: list[dict[str, Any]], auc: float | None) -> dict[str, Any]:
     """A reference's gap: its mean gap to the other references (0 when it is the only one)."""
     others = [r for r in refs if r is not ref]
@@ -371,7 +403,10 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, auditor: Au
     try:
         if spec.path is not None:
             metrics = _audit(auditor, spec.path)
-            return {**record, "path": str(spec.path), "status": "ok", "audit": metrics, "metrics": _selected(metrics)}
+            return {
+                **record, "path": str(spec.path), "status": "ok", "audit": metrics, "metrics": _selected(metrics),
+                "test_log_probs": auditor.test_log_probs,
+            }  # fmt: skip
         from rfau_cli.commands.retrain import run_retrain
 
         run_dir = out / RUNS_DIR / spec.label
@@ -385,7 +420,11 @@ def _reference_run(cfg: BenchConfig, spec: ReferenceSpec, out: Path, auditor: Au
         )
         with peak_memory() as peak:
             report = run_retrain(retrain)
-        return {**record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak(), _audit(auditor, run_dir))}
+        metrics = _audit(auditor, run_dir)
+        return {
+            **record, "dir": f"{RUNS_DIR}/{run_dir.name}", **_numbers(report, peak(), metrics),
+            "test_log_probs": auditor.test_log_probs,
+        }  # fmt: skip
     except InputError:
         raise
     except Exception as err:  # any other failure of one run is recorded; the bench goes on
@@ -401,6 +440,7 @@ def _none_run(auditor: Auditor, refs: list[dict[str, Any]], auc: float | None, f
         "seed": None,
         "status": "ok",
         "metrics": _selected(metrics),
+        "test_log_probs": auditor.test_log_probs,
     }
     if refs:
         gap = gap_to_references(metrics, refs, auc)

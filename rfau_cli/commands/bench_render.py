@@ -125,17 +125,27 @@ def describe(result: dict[str, Any]) -> list[str]:
     else:
         floor_text = ("Floor: n/a (one reference; give --reference-seeds 0,1,2 or several --reference for the "
             "floor and the share closed).")
+    slope = slope_text(result)
     return [
         f"Method seeds: {seeds}. References: {source}. Every model audited on the same rows (audit seed "
         f"{result.get('audit_seed', '-')}).",
         "",
         floor_text,
         "",
+        *([slope, ""] if slope else []),
         "Cells: mean ± std over method seeds. Avg gap: mean |method - reference| over UA, RA, TA, MIA-efficacy (pp), "
         "averaged over the references. Share closed: (gap of none - gap) / (gap of none - floor). "
         "Loss AUC gap: |loss-attack AUC - the references' mean|. Time: setup + fit of the run."
         + (_lira_text(result) if "lira" in result.get("attacks", ()) else ""),
     ]
+
+
+def slope_text(result: dict[str, Any]) -> str | None:
+    """The class slope the references show, when the request takes much of a class."""
+    from rfau_cli.class_slope import describe_slopes
+
+    block = result.get("class_slope") or {}
+    return describe_slopes(block.get("classes") or [], block.get("rfau_used"))
 
 
 def _lira_text(result: dict[str, Any]) -> str:
@@ -189,6 +199,9 @@ def print_bench_table(result: dict[str, Any], out_dir: Path) -> None:
         console = Console(width=180)
     console.print(table)
     console.print(describe(result)[2], highlight=False)
+    slope = slope_text(result)
+    if slope:
+        console.print(slope, highlight=False)
     for run in result["runs"]:
         if run["status"] != "ok":
             console.print(f"[red]failed[/]: {_who(run)}: {run['error']}", highlight=False)

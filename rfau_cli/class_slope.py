@@ -1,0 +1,85 @@
+"""How much less a retrain learns a class the request took much of: the class slope, measured.
+
+Sample mode lowers a forgotten row's target by kappa * log((1 - f_y) / (1 - f_c')), with kappa
+(RFAU's `class_slope`) an estimate: the rate at which a class's logit falls with the log of the
+share of its rows a retrain keeps, which depends on the model and the data (docs/results.md,
+"The class slope"). `rfau bench` has what it takes to measure it: the original, retrained
+references and the test rows. For every class the request takes CONCENTRATED_SHARE or more of,
+
+    slope = (mean margin of the class's test rows under the references - under the original)
+            / (mean label shift of those rows, log((1 - f_c) / (1 - f_c')), c' their runner-up)
+
+so a user can pass the measured value (`--set class_slope=...`) to later requests on the same
+model and data. Test rows, not the forgotten ones: they are non-members of both models, so
+their fall is the class's, not the rows' own membership.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rfau_cli.methods.margin_targets import concentrated_classes, kept_log_share, margins
+
+# A class whose test rows' mean label shift is smaller than this (logits) gives no usable ratio.
+MIN_SHIFT = 0.05
+
+
+def class_slopes(
+    original: np.ndarray,
+    references: list[np.ndarray],
+    test_labels: np.ndarray,
+    train_labels: np.ndarray,
+    forget_labels: np.ndarray,
+    num_labels: int,
+    names: dict[int, str] | None = None,
+) -> list[dict[str, Any]]:
+    """One entry per concentrated class: its retrains' margin fall, label shift and slope.
+
+    `original` and each of `references` are the test rows' logits (or log-probabilities: a
+    margin is the same in both). Empty when the request takes no class's rows heavily, or
+    there is no reference.
+    """
+    taken = concentrated_classes(train_labels, forget_labels, num_labels)
+    if not taken or not references:
+        return []
+    base, runner_up = margins(original, test_labels)
+    kept = kept_log_share(train_labels, forget_labels, num_labels)
+    out = []
+    for c, share in sorted(taken.items()):
+        rows = test_labels == c
+        if not rows.any():
+            continue
+        falls = [float(margins(ref, test_labels)[0][rows].mean() - base[rows].mean()) for ref in references]
+        shift = float((kept[c] - kept[runner_up[rows]]).mean())
+        fall = float(np.mean(falls))
+        out.append({
+            "class": int(c),
+            "name": (names or {}).get(c, str(c)),
+            "share_forgotten": share,
+            "test_rows": int(rows.sum()),
+            "retrain_fall": fall,
+            "retrain_fall_per_reference": falls,
+            "label_shift": shift,
+            "slope": fall / shift if shift < -MIN_SHIFT else None,
+        })  # fmt: skip
+    return out
+
+
+def describe_slopes(slopes: list[dict[str, Any]], used: float | None) -> str | None:
+    """One line for bench.md and the terminal, or None when no class was taken heavily."""
+    if not slopes:
+        return None
+    parts = []
+    for s in slopes:
+        ratio = f"slope {s['slope']:.1f}" if s["slope"] is not None else "slope n/a"
+        parts.append(
+            f"class {s['name']} ({100 * s['share_forgotten']:.0f}% of its rows forgotten): the references' margin "
+            f"on its {s['test_rows']} test rows fell {-s['retrain_fall']:.2f} logits, label shift "
+            f"{-s['label_shift']:.2f}: {ratio}"
+        )
+    text = "Class slope measured: " + "; ".join(parts) + "."
+    if used is not None:
+        text += f" RFAU used class_slope {used:g} (`--set class_slope=VALUE` to pass a measured one)."
+    return text

@@ -1,0 +1,49 @@
+"""The class slope a bench measures from its references (rfau_cli/class_slope.py), on synthetic
+logits whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rfau_cli.class_slope import class_slopes, describe_slopes
+from rfau_cli.methods.margin_targets import kept_log_share, margins
+
+
+def _logits(rng: np.random.Generator, labels: np.ndarray, classes: int) -> np.ndarray:
+    z = rng.normal(0.0, 1.0, (len(labels), classes))
+    z[np.arange(len(labels)), labels] += 6.0
+    return z
+
+
+def test_a_retrain_that_loses_twice_label_shift_on_the_class_measures_slope_two() -> None:
+    rng = np.random.default_rng(0)
+    train = np.repeat(np.arange(4), 100)
+    forget = np.concatenate([np.full(60, 2), [0, 1, 3]])  # 60% of class 2
+    test = np.repeat(np.arange(4), 25)
+    original = _logits(rng, test, 4)
+    _, runner_up = margins(original, test)
+    kept = kept_log_share(train, forget, 4)
+    retrains = []
+    for noise in (0.3, -0.3):  # two references, falling 2x label shift +- 0.3
+        ref = original.copy()
+        rows = np.flatnonzero(test == 2)
+        ref[rows, 2] += 2.0 * (kept[2] - kept[runner_up[rows]]) + noise
+        retrains.append(ref)
+    (got,) = class_slopes(original, retrains, test, train, forget, 4, {2: "bird"})
+    assert got["class"] == 2 and got["name"] == "bird" and got["share_forgotten"] == 0.6
+    assert got["test_rows"] == 25 and len(got["retrain_fall_per_reference"]) == 2
+    assert np.isclose(got["label_shift"], np.log(0.4) - np.log(0.99), atol=0.01)
+    assert np.isclose(got["slope"], 2.0)
+    line = describe_slopes([got], 2.5)
+    assert "class bird (60% of its rows forgotten)" in line and "slope 2.0" in line and "class_slope 2.5" in line
+
+
+def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> None:
+    rng = np.random.default_rng(1)
+    train = np.repeat(np.arange(4), 100)
+    test = np.repeat(np.arange(4), 25)
+    original = _logits(rng, test, 4)
+    uniform = np.repeat(np.arange(4), 10)
+    assert class_slopes(original, [original], test, train, uniform, 4) == []
+    assert class_slopes(original, [], test, train, np.full(60, 2), 4) == []
+    assert describe_slopes([], 2.5) is None
