@@ -94,6 +94,7 @@ def test_bench_two_methods_with_reference(cli, digits, resnet_ckpt, class_forget
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(f"{m}-s0" for m in METHODS)
     # One reference: no floor, so no share closed, and the table says so.
     assert printed["floor"]["mean"] is None and printed["floor"]["pairs"] == []
+    assert printed["class_slope"] == {"classes": [], "rfau_used": None}  # class mode: no slope to measure or use
 
     summary = {row["method"]: row for row in printed["summary"]}
     assert list(summary) == [REFERENCE, NONE, *METHODS]

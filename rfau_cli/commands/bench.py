@@ -361,13 +361,13 @@ def _class_slopes(job: Any, none: dict[str, Any], refs: list[dict[str, Any]]) ->
 
 
 def _rfau_class_slope(cfg: BenchConfig, names: list[str]) -> float | None:
-    """The class slope RFAU ran with in this bench (None when RFAU was not among the methods)."""
-    if "rfau" not in names:
+    """The class slope RFAU ran with in this bench (None without RFAU, or in class mode)."""
+    if "rfau" not in names or cfg.data.by != "sample":
         return None
-    from rfau_cli.methods.margin_targets import CLASS_SLOPE
+    from rfau_cli.methods import load_method
 
-    given = dict(cfg.hparams.sets).get("class_slope")
-    return float(given) if given is not None else CLASS_SLOPE
+    method = load_method("rfau")
+    return float(method.Params.from_strings(dict(sets_for(cfg.hparams.sets, method)), method.name).class_slope)
 
 
 def _reference_gap_to_others(ref: dict[str, Any], refs: list[dict[str, Any]], auc: float | None) -> dict[str, Any]:
