@@ -1,16 +1,18 @@
 """How much less a retrain learns a class the request took much of: the class slope, measured.
 
-Sample mode lowers a forgotten row's target by kappa * log((1 - f_y) / (1 - f_c')), with kappa
-(RFAU's `class_slope`) an estimate: the rate at which a class's logit falls with the log of the
-share of its rows a retrain keeps, which depends on the model and the data (docs/results.md,
-"The class slope"). `rfau bench` has what it takes to measure it: the original, retrained
-references and the test rows. For every class the request takes CONCENTRATED_SHARE or more of,
+Sample mode lowers the target of a forgotten row of such a class by kappa * log(1 - f_y), kappa
+being RFAU's `class_slope`: the rate at which a retrain's logit for the class falls with the
+log of the share of its rows it keeps. It depends on the model, the original and the class
+(docs/results.md, "The class slope"), so RFAU assumes the class prior alone (1) unless told.
+`rfau bench` has what it takes to measure it: the original, retrained references and the test
+rows. For every class the request takes CONCENTRATED_SHARE or more of,
 
     slope = (mean margin of the class's test rows under the references - under the original)
             / (mean label shift of those rows, log((1 - f_c) / (1 - f_c')), c' their runner-up)
 
-so a user can pass the measured value (`--set class_slope=...`) to later requests on the same
-model and data. Test rows, not the forgotten ones: they are non-members of both models, so
+so a user can pass the measured value (`--set class_slope=...`) to later requests concentrated
+in the same class of the same model (a slope measured on one class did not carry over to
+another on the bench's ViT: 2.7 and 1.0). Test rows, not the forgotten ones: they are non-members of both models, so
 their fall is the class's, not the rows' own membership.
 """
 

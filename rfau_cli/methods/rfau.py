@@ -116,8 +116,9 @@ class RFAUParams(MethodParams):
     )
     class_slope: float = param(
         CLASS_SLOPE,
-        "Sample mode: how fast a class's logit falls with the log of the share of its rows a request keeps "
-        "(1: the class prior alone). Matters only when a request takes much of a class.",
+        "Sample mode, for a class a request takes 30% or more of: how fast a retrain's logit for it falls with "
+        "the log of the share of its rows kept (1: the class prior alone). `rfau bench` measures a class's "
+        "slope against retrains; pass it for later requests concentrated in the same class.",
         ge=0,
     )
 
@@ -209,8 +210,9 @@ class RFAU(Method):
 
     def _warn_if_concentrated(self, ctx: FitContext, train_labels: np.ndarray, f_labels: np.ndarray) -> None:
         """Say so when the request takes 30% or more of a class's rows: how much less a retrain
-        learns such a class is an estimate (the class slope; README: 64-93% of the gap closed on
-        the bench's such requests, against 70-93% on random ones)."""
+        learns such a class depends on the model and the class, and sample mode assumes the
+        class slope it is given (README: 36-86% of the gap closed on the bench's such requests
+        with the class prior alone, 70-93% on random ones)."""
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
         if not taken:
             return
@@ -218,9 +220,10 @@ class RFAU(Method):
         listed = ", ".join(f"{names.get(c, c)} ({100 * share:.0f}%)" for c, share in sorted(taken.items()))
         warning = (
             f"warning: the request removes a large share of some classes' training rows: {listed}. A model "
-            f"retrained without them would also learn those classes worse, by an amount sample mode estimates "
-            f"(class_slope {ctx.params.class_slope:g}); check the result with `rfau audit --reference` against a "
-            "retrain, and `rfau bench` measures the slope of your model"
+            f"retrained without them would also learn those classes worse, by an amount that depends on the model "
+            f"and the class; the targets assume class_slope {ctx.params.class_slope:g} (1: the class prior alone). "
+            "`rfau bench` against retrains measures a class's slope, to pass with `--set class_slope=` for later "
+            "requests concentrated in the same class; check this result with `rfau audit --reference`"
         )
         ctx.progress.log(warning)
         ctx.state["concentration_warning"] = warning
