@@ -83,5 +83,11 @@ def describe_slopes(slopes: list[dict[str, Any]], used: float | None) -> str | N
         )
     text = "Class slope measured: " + "; ".join(parts) + "."
     if used is not None:
-        text += f" RFAU used class_slope {used:g} (`--set class_slope=VALUE` to pass a measured one)."
+        text += f" RFAU used class_slope {used:g}"
+        # A slope at or below 0 (the references gained on the class) is not a setting to pass on.
+        measured = [s["slope"] for s in slopes if s["slope"] is not None and s["slope"] > 0]
+        if len(slopes) == 1 and len(measured) == 1:
+            text += f"; for later requests concentrated in this class: --set class_slope={measured[0]:.1f}."
+        else:
+            text += " (`--set class_slope=VALUE` to pass a measured one)."
     return text

@@ -338,7 +338,10 @@ def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, r
     assert three["slope"] == pytest.approx(three["retrain_fall"] / three["label_shift"])
     text = (out / BENCH_MD).read_text()
     share = f"{100 * len(taken) / len(threes):.0f}%"
-    assert f"Class slope measured: class 3 ({share} of its rows forgotten)" in text and "class_slope 2 " in text
+    assert f"Class slope measured: class 3 ({share} of its rows forgotten)" in text
+    advice = "RFAU used class_slope 2; for later requests concentrated in this class: "
+    advice += f"--set class_slope={three['slope']:.1f}."
+    assert advice in text
     assert "Class slope measured" in result.stdout
 
 

@@ -36,6 +36,7 @@ def test_a_retrain_that_loses_twice_label_shift_on_the_class_measures_slope_two(
     assert np.isclose(got["slope"], 2.0)
     line = describe_slopes([got], 2.5)
     assert "class bird (60% of its rows forgotten)" in line and "slope 2.0" in line and "class_slope 2.5" in line
+    assert line.endswith("--set class_slope=2.0.")  # what to pass on, when one class was measured
 
 
 def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> None:
@@ -47,3 +48,6 @@ def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> No
     assert class_slopes(original, [original], test, train, uniform, 4) == []
     assert class_slopes(original, [], test, train, np.full(60, 2), 4) == []
     assert describe_slopes([], 2.5) is None
+    gained = {"name": "3", "share_forgotten": 0.5, "test_rows": 10, "retrain_fall": 0.2, "label_shift": -0.7,
+              "slope": -0.3}
+    assert "--set class_slope=VALUE" in describe_slopes([gained], 1.0)  # no negative setting suggested
