@@ -34,8 +34,10 @@ def test_a_retrain_that_loses_twice_label_shift_on_the_class_measures_slope_two(
     assert got["test_rows"] == 25 and len(got["retrain_fall_per_reference"]) == 2
     assert np.isclose(got["label_shift"], np.log(0.4) - np.log(0.99), atol=0.01)
     assert np.isclose(got["slope"], 2.0)
+    assert got["slope_per_reference"][0] < 2.0 < got["slope_per_reference"][1]  # +0.3 falls less, -0.3 more
     line = describe_slopes([got], 2.5)
-    assert "class bird (60% of its rows forgotten)" in line and "slope 2.0" in line and "class_slope 2.5" in line
+    assert "class bird (60% of its rows forgotten)" in line and "slope 2.0 (" in line and "class_slope 2.5" in line
+    assert "over 2 references)" in line
     assert line.endswith("--set class_slope=2.0.")  # what to pass on, when one class was measured
 
 
