@@ -133,7 +133,7 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
         runs[slope] = json.loads(result.stdout)["training"]
     warning = runs[None]["concentration_warning"]
     assert f"3 ({100 * len(taken) / len(threes):.0f}%)" in warning  # the class, by its label name
-    assert "class_slope 1 " in warning and "class_slope 2.5" in runs["2.5"]["concentration_warning"]
+    assert "(class_slope 1)" in warning and "assume class_slope 2.5" in runs["2.5"]["concentration_warning"]
     assert "warning: the request removes a large share" in result.stderr
     # a slope of 2.5 lowers the class's targets by 1.5 x label shift more than the prior alone (the
     # default, 1): log(1/3) - log(~0.97) ~ -1.07 logits for the rows of digit 3, two thirds of its rows gone

@@ -217,13 +217,20 @@ class RFAU(Method):
         if not taken:
             return
         names = ctx.model.config.id2label
+        slope = ctx.params.class_slope
+        assumed = (
+            "the targets assume the class prior alone (class_slope 1), so expect those rows to stay more familiar "
+            "than after a retrain (on the bench such requests closed 36-86% of the gap, random ones 70-93%)"
+            if slope == 1.0
+            else f"the targets assume class_slope {slope:g}"
+        )
         listed = ", ".join(f"{names.get(c, c)} ({100 * share:.0f}%)" for c, share in sorted(taken.items()))
         warning = (
             f"warning: the request removes a large share of some classes' training rows: {listed}. A model "
-            f"retrained without them would also learn those classes worse, by an amount that depends on the model "
-            f"and the class; the targets assume class_slope {ctx.params.class_slope:g} (1: the class prior alone). "
-            "`rfau bench` against retrains measures a class's slope, to pass with `--set class_slope=` for later "
-            "requests concentrated in the same class; check this result with `rfau audit --reference`"
+            "retrained without them would also learn those classes worse, by an amount that depends on the model "
+            f"and the class; {assumed}. `rfau bench` against retrains measures a class's slope, to pass with "
+            "`--set class_slope=` for later requests concentrated in the same class; check this result with "
+            "`rfau audit --reference`"
         )
         ctx.progress.log(warning)
         ctx.state["concentration_warning"] = warning
