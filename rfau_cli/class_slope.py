@@ -12,8 +12,8 @@ rows. For every class the request takes CONCENTRATED_SHARE or more of,
 
 so a user can pass the measured value (`--set class_slope=...`) to later requests concentrated
 in the same class of the same model (a slope measured on one class did not carry over to
-another on the bench's ViT: 2.7 and 1.0). Test rows, not the forgotten ones: they are non-members of both models, so
-their fall is the class's, not the rows' own membership.
+another on the bench's ViT: 2.7 and 1.0). Test rows, not the forgotten ones: they are
+non-members of both models, so their fall is the class's, not the rows' own membership.
 """
 
 from __future__ import annotations

@@ -140,7 +140,8 @@ def margin_targets(
 
 def concentrated_classes(train_labels: np.ndarray, forget_labels: np.ndarray, num_labels: int) -> dict[int, float]:
     """{class: share of its training rows the request removes}, for the classes it takes at least
-    CONCENTRATED_SHARE of: there the targets ask too little (module docstring, label shift)."""
+    CONCENTRATED_SHARE of: there a retrain learns the class worse than the prior says, and the
+    targets ask too little unless given the class slope (module docstring)."""
     counts, gone = class_counts(train_labels, forget_labels, num_labels)
     share = np.divide(gone, counts, out=np.zeros(num_labels), where=counts > 0)
     return {int(c): float(share[c]) for c in np.flatnonzero(share >= CONCENTRATED_SHARE)}
