@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scenarios.py --out bench-out/scenarios [--scenarios resnet-mem,vit-r10]
         [--methods rfau,finetune] [--seeds 0,1,2] [--reference-seeds 0,1,2] [--original-seeds 1000,1001,1002]
-        [--cache bench-out/inputs]
+        [--forget-seeds 0,1,2] [--cache bench-out/inputs]
 
 Models (built once under `--cache`, default OUT/inputs, and reused by later runs). Each
 original is trained by `rfau retrain` itself on all its rows (seed 1000; `train_original`),
@@ -44,6 +44,17 @@ Each summary cell is then the mean over originals of each original's mean over m
 (RFAU, 3 method seeds x 3 retrains): the share closed on the memorising ResNet's random 10%
 was 78, 99, 90 and 53% for originals 1000-1003, on the ViT's 89, 51, 79 and 37%: one original
 says little, however many method seeds and retrains it gets (docs/results.md).
+
+So is the forget set: `--forget-seeds 0,1,2` draws one forget set of each kind per seed (seed
+0 is the list above, cache/forget/<data>-<kind>.txt; seed s, <data>-<kind>-f<s>.txt), retrains
+references for each, and benches every (forget set, original) pair, a "draw"
+(OUT/<scenario>/forget-<f>/original-<seed>/). The retrains' own view of the forgotten rows
+varies with the set: on the fitted ResNet, two random 10% sets of the same 4,044 rows left the
+retrains 8.3% and 5.2% UA at the same test accuracy (93.3%, 93.9%), and the removable gap 3.0
+and 1.2 pp. The cells are then over draws, and a `pooled` share, (sum of none's gaps - sum of
+the method's) / (sum of none's gaps - sum of the floors), weighs each draw by what it had to
+remove, where the plain mean counts a draw with almost nothing to remove (a share that is
+mostly noise) like any other.
 
 Every reference is retrained with the original's own recipe, once per `--reference-seeds`;
 each method runs once per `--seeds` (`rfau bench` docs: docs/bench.md). The summary table
@@ -153,6 +164,8 @@ MODELS = {
 # The original's training seed: not one of the reference seeds, whose retrains would otherwise
 # start from the original's own initial weights and land closer to it than a retrain can.
 ORIGINAL_SEED = 1000
+# One bench of a scenario: (forget seed, original seed).
+Draw = tuple[int, int]
 FORGET_TITLES = {"r1": "random 1%", "r10": "random 10%", "c10": "10%, 60% from one class"}
 
 
@@ -353,16 +366,21 @@ def forget_rows(labels: np.ndarray, kind: str, major: int, seed: int = 0) -> np.
     )
 
 
-def write_forget(cache: Path, spec: ModelSpec, train: Path, kind: str) -> Path:
+def forget_path(cache: Path, spec: ModelSpec, kind: str, seed: int = 0) -> Path:
+    """The forget list of one draw: seed 0 keeps the plain name (older caches)."""
+    return cache / "forget" / (f"{spec.data}-{kind}.txt" if seed == 0 else f"{spec.data}-{kind}-f{seed}.txt")
+
+
+def write_forget(cache: Path, spec: ModelSpec, train: Path, kind: str, seed: int = 0) -> Path:
     import datasets
 
-    path = cache / "forget" / f"{spec.data}-{kind}.txt"
+    path = forget_path(cache, spec, kind, seed)
     if not path.exists():
         labels = np.asarray(datasets.load_from_disk(str(train))["label"])
-        rows = forget_rows(labels, kind, CONCENTRATED_CLASS[spec.kind])
+        rows = forget_rows(labels, kind, CONCENTRATED_CLASS[spec.kind], seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            f"# {FORGET_TITLES[kind]} of {spec.data} ({len(rows)} of {len(labels)} rows)\n"
+            f"# {FORGET_TITLES[kind]} of {spec.data} ({len(rows)} of {len(labels)} rows, forget seed {seed})\n"
             + "\n".join(map(str, rows))
             + "\n"
         )
@@ -378,17 +396,22 @@ def run_scenario(
     inputs: dict[str, Any],
     seed: int = ORIGINAL_SEED,
     references: list[Path] | None = None,
+    forget_seed: int = 0,
 ) -> dict[str, Any]:
     """One `rfau bench` in a subprocess (the real CLI); returns its bench.json, or the failure.
 
-    With several originals each gets its own bench under OUT/<scenario>/original-<seed>/; the
-    first retrains the references, the others are judged against those same retrains
-    (`references`), so that only the original differs between them."""
+    With several originals each gets its own bench under OUT/<scenario>/original-<seed>/ (under
+    OUT/<scenario>/forget-<f>/ too with several forget sets); the first original of a forget set
+    retrains the references, the others are judged against those same retrains (`references`),
+    so that only the original differs between them."""
     spec = MODELS[name.rsplit("-", 1)[0]]
     model, train, test, init = inputs["models"][spec.name][seed]
-    forget = write_forget(args.cache, spec, train, name.rsplit("-", 1)[1])
-    several = len(args.original_seeds) > 1
-    out = args.out / name / f"original-{seed}" if several else args.out / name
+    forget = write_forget(args.cache, spec, train, name.rsplit("-", 1)[1], forget_seed)
+    out, label = args.out / name, name
+    if len(args.forget_seeds) > 1:
+        out, label = out / f"forget-{forget_seed}", f"{label}, forget set {forget_seed}"
+    if len(args.original_seeds) > 1:
+        out, label = out / f"original-{seed}", f"{label}, original {seed}"
     judged_by = ["--reference-seeds", args.reference_seeds, *spec.recipe("--retrain-")]
     if init is not None:
         judged_by += ["--retrain-init", str(init)]
@@ -417,8 +440,7 @@ def run_scenario(
     if args.methods:
         cmd += ["--methods", args.methods]
     cmd += shlex.split(args.bench_args)
-    label = f"{name}, original {seed}" if several else name
-    log = args.out / "logs" / (f"{name}-original-{seed}.log" if several else f"{name}.log")
+    log = args.out / "logs" / (out.relative_to(args.out).as_posix().replace("/", "-") + ".log")
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"[{label}] $ {shlex.join(cmd)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -434,42 +456,72 @@ def run_scenario(
     return {"status": "ok", "wall_s": wall, "command": cmd, "bench": bench, "references": retrained}
 
 
-def run_originals(name: str, args: argparse.Namespace, inputs: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """The scenario once per original seed, all judged against the first one's retrains."""
-    runs: dict[int, dict[str, Any]] = {}
-    references = None
-    for seed in args.original_seeds:
-        runs[seed] = run_scenario(name, args, inputs, seed, references)
-        if references is None and runs[seed]["status"] == "ok":
-            references = runs[seed]["references"]
+def run_draws(name: str, args: argparse.Namespace, inputs: dict[str, Any]) -> dict[Draw, dict[str, Any]]:
+    """The scenario once per (forget seed, original seed). Each forget set gets its own retrains,
+    made by its first original's bench; the other originals are judged against those."""
+    runs: dict[Draw, dict[str, Any]] = {}
+    for forget_seed in args.forget_seeds:
+        references = None
+        for seed in args.original_seeds:
+            runs[(forget_seed, seed)] = run_scenario(name, args, inputs, seed, references, forget_seed)
+            if references is None and runs[(forget_seed, seed)]["status"] == "ok":
+                references = runs[(forget_seed, seed)]["references"]
     return runs
 
 
-def across_originals(name: str, runs: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One original: its rows (± over method seeds). Several: each cell is the mean over the
-    originals of each original's mean over method seeds, ± the spread over originals, and the
-    per-original means are kept (`per_original`)."""
-    per_seed = {seed: summary_rows(name, run) for seed, run in runs.items()}
-    if len(per_seed) == 1:
-        return next(iter(per_seed.values()))
-    failed = [rows[0] for rows in per_seed.values() if "error" in rows[0]]
-    ok = {seed: {r["method"]: r for r in rows} for seed, rows in per_seed.items() if "error" not in rows[0]}
+def draw_label(draw: Draw, forget_seeds: int, originals: int) -> str:
+    """How one draw is named in tables and scenarios.json: only the seeds that vary."""
+    parts = ([f"forget-{draw[0]}"] if forget_seeds > 1 else []) + ([f"original-{draw[1]}"] if originals > 1 else [])
+    return "/".join(parts)
+
+
+def across_draws(name: str, runs: dict[Draw, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One draw: its rows (± over method seeds). Several (forget sets x originals): each cell is
+    the mean over draws of each draw's mean over method seeds, ± the spread over draws, and the
+    per-draw means are kept (`per_draw`, in the order of `draws`). The share closed also gets
+    `pooled`: (sum of none's gaps - sum of the method's) / (sum of none's gaps - sum of the
+    floors) over the draws, which weighs each draw by its removable gap: a forget set whose
+    retrains barely differ from the original (0.5 pp on one digits ResNet set) gives a share
+    that is mostly noise, and the plain mean counts it like any other."""
+    per_draw = {draw: summary_rows(name, run) for draw, run in runs.items()}
+    if len(per_draw) == 1:
+        return next(iter(per_draw.values()))
+    failed = [(draw, rows[0]) for draw, rows in per_draw.items() if "error" in rows[0]]
+    ok = {draw: {r["method"]: r for r in rows} for draw, rows in per_draw.items() if "error" not in rows[0]}
+    n_forget, n_orig = len({d[0] for d in runs}), len({d[1] for d in runs})
+    failed_rows = [
+        {**row, "scenario": f"{name} ({draw_label(draw, n_forget, n_orig).replace('/', ', ')})"} for draw, row in failed
+    ]
     if not ok:
-        return failed[:1]
+        return failed_rows[:1]
     out = []
     for method in next(iter(ok.values())):
-        cells = [rows[method] for rows in ok.values() if method in rows]
-        row = {"scenario": name, "method": method, "status": cells[0]["status"], "originals": list(ok)}
+        draws = [d for d, rows in ok.items() if method in rows]
+        cells = [ok[d][method] for d in draws]
+        row = {"scenario": name, "method": method, "status": cells[0]["status"], "draws": [list(d) for d in draws]}
         for key in ("avg_gap_pp", "floor_pp", "share_closed", "loss_auc", "loss_auc_gap", "ta_change_pp", "time_s"):
             means = [c[key]["mean"] for c in cells if c[key] and c[key].get("mean") is not None]
             row[key] = {
                 "mean": float(np.mean(means)) if means else None,
                 "std": float(np.std(means)) if len(means) > 1 else None,
                 "n": len(means),
-                "per_original": means,
+                "per_draw": means,
             }
+        row["share_closed"]["pooled"] = pooled_share(ok, draws, method)
         out.append(row)
-    return out + [{**f, "scenario": f"{name} (an original)"} for f in failed]
+    return out + failed_rows
+
+
+def pooled_share(ok: dict[Draw, dict[str, dict[str, Any]]], draws: list[Draw], method: str) -> float | None:
+    """(sum of none's gaps - sum of `method`'s) / (sum of none's gaps - sum of the floors)."""
+    closed = removable = 0.0
+    for d in draws:
+        none, mine, floor = ok[d]["none"]["avg_gap_pp"], ok[d][method]["avg_gap_pp"], ok[d][method]["floor_pp"]
+        if not (none and mine and floor) or None in (none.get("mean"), mine.get("mean"), floor.get("mean")):
+            return None
+        closed += none["mean"] - mine["mean"]
+        removable += none["mean"] - floor["mean"]
+    return closed / removable if removable > 0 else None
 
 
 def summary_rows(name: str, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -522,8 +574,8 @@ TABLE_HEADER = (
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
-    several = any("per_original" in (r.get("share_closed") or {}) for r in rows)
-    header = (*TABLE_HEADER, "share per original (%)") if several else TABLE_HEADER
+    several = any("per_draw" in (r.get("share_closed") or {}) for r in rows)
+    header = (*TABLE_HEADER, "pooled share (%)", "share per draw (%)") if several else TABLE_HEADER
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
@@ -545,16 +597,27 @@ def render_table(rows: list[dict[str, Any]]) -> str:
                     _fmt(r["loss_auc_gap"], digits=3),
                     _fmt(r["ta_change_pp"]),
                     _fmt(r["time_s"], digits=1),
-                    *(
-                        [", ".join(f"{100 * v:.0f}" for v in r["share_closed"].get("per_original", [])) or "-"]
-                        if several
-                        else []
-                    ),
+                    *(_draw_cells(r) if several else []),
                 ]
             )
             + " |"
         )
     return "\n".join(lines)
+
+
+def _draw_cells(row: dict[str, Any]) -> list[str]:
+    """The pooled share and each draw's share, grouped by forget set when there are several."""
+    share = row.get("share_closed") or {}
+    if row["method"] == "retrain" or "per_draw" not in share:
+        return ["-", "-"]
+    pooled = "n/a" if share.get("pooled") is None else f"{100 * share['pooled']:.0f}"
+    draws, values = row.get("draws", []), share["per_draw"]
+    if len({d[0] for d in draws}) <= 1:
+        return [pooled, ", ".join(f"{100 * v:.0f}" for v in values) or "-"]
+    groups: dict[int, list[str]] = {}
+    for (forget_seed, _), v in zip(draws, values, strict=True):
+        groups.setdefault(forget_seed, []).append(f"{100 * v:.0f}")
+    return [pooled, "; ".join(f"f{f}: {', '.join(v)}" for f, v in groups.items())]
 
 
 def main() -> None:
@@ -573,6 +636,12 @@ def main() -> None:
         "benched once per original against the same retrains and reported over originals",
     )
     parser.add_argument(
+        "--forget-seeds",
+        default="0",
+        help="seeds of the forget sets (default 0); with several, each forget set gets its own retrains and "
+        "every scenario is reported over forget sets x originals",
+    )
+    parser.add_argument(
         "--cache", type=Path, default=None, help="where data, models and forget lists are kept (default OUT/inputs)"
     )
     parser.add_argument(
@@ -581,6 +650,9 @@ def main() -> None:
     args = parser.parse_args()
     names = parse_scenarios(args.scenarios)
     args.original_seeds = [int(s) for s in args.original_seeds.split(",") if s.strip()]
+    args.forget_seeds = list(dict.fromkeys(int(s) for s in args.forget_seeds.split(",") if s.strip()))
+    if not args.forget_seeds or min(args.forget_seeds) < 0:
+        parser.error("--forget-seeds must be given, as seeds of 0 or more")
     if not args.original_seeds or set(args.original_seeds) & {int(s) for s in args.reference_seeds.split(",")}:
         parser.error("--original-seeds must be given and must not share a seed with --reference-seeds")
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # nothing is ever downloaded (DESIGN.md)
@@ -600,22 +672,25 @@ def main() -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     build_s = round(time.perf_counter() - started, 1)
 
-    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    runs: dict[str, dict[Draw, dict[str, Any]]] = {}
     rows = []
     for name in names:
-        runs[name] = run_originals(name, args, inputs)
-        rows += across_originals(name, runs[name])
+        runs[name] = run_draws(name, args, inputs)
+        rows += across_draws(name, runs[name])
     table = render_table(rows)
     print(table)
     intro = [
         "# rfau scenarios",
         "",
         f"Method seeds {args.seeds}; reference seeds {args.reference_seeds}; originals (training seeds) "
-        f"{', '.join(map(str, args.original_seeds))}; methods: {args.methods or 'all registered'}. "
+        f"{', '.join(map(str, args.original_seeds))}; forget sets (seeds) {', '.join(map(str, args.forget_seeds))}; "
+        f"methods: {args.methods or 'all registered'}. "
         "Share closed = (gap of none - gap) / (gap of none - floor), "
         + (
-            "mean over originals of each original's mean over method seeds, ± the spread over originals; "
-            if len(args.original_seeds) > 1
+            "mean over draws (forget set x original) of each draw's mean over method seeds, ± the spread over "
+            "draws; pooled share = (sum of none's gaps - sum of the method's) / (sum of none's gaps - sum of the "
+            "floors) over the draws, which weighs each draw by its removable gap; "
+            if len(args.original_seeds) * len(args.forget_seeds) > 1
             else "mean ± std over method seeds; "
         )
         + "loss AUC gap = |loss-attack AUC - the retrained references' mean|; TA change = TA - the original's TA. "
@@ -633,12 +708,13 @@ def main() -> None:
         "seeds": args.seeds,
         "reference_seeds": args.reference_seeds,
         "original_seeds": args.original_seeds,
+        "forget_seeds": args.forget_seeds,
         "methods": args.methods or "all",
         "inputs": manifest,
         "build_s": build_s,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "scenarios": {
-            f"{n}" if len(by_seed) == 1 else f"{n}/original-{seed}": {
+            "/".join([n, draw_label(draw, len(args.forget_seeds), len(args.original_seeds))]).rstrip("/"): {
                 "status": r["status"],
                 "wall_s": r["wall_s"],
                 "command": r["command"],
@@ -654,14 +730,19 @@ def main() -> None:
                     }
                 ),
             }
-            for n, by_seed in runs.items()
-            for seed, r in by_seed.items()
+            for n, by_draw in runs.items()
+            for draw, r in by_draw.items()
         },
         "table": rows,
     }
     (args.out / "scenarios.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / "scenarios.md").write_text("\n".join([*intro, table]) + "\n")
-    failed = [f"{n} ({seed})" for n, by_seed in runs.items() for seed, r in by_seed.items() if r["status"] != "ok"]
+    failed = [
+        f"{n} ({draw_label(draw, 2, 2)})"
+        for n, by_draw in runs.items()
+        for draw, r in by_draw.items()
+        if r["status"] != "ok"
+    ]
     print(
         f"\nwrote {args.out / 'scenarios.json'} and scenarios.md in {record['wall_time_s']:.0f}s"
         + (f"; failed: {', '.join(failed)} (see {args.out / 'logs'})" if failed else ""),

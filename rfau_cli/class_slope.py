@@ -10,22 +10,78 @@ rows. For every class the request takes CONCENTRATED_SHARE or more of,
     slope = (mean margin of the class's test rows under the references - under the original)
             / (mean label shift of those rows, log((1 - f_c) / (1 - f_c')), c' their runner-up)
 
-so a user can pass the measured value (`--set class_slope=...`) to later requests concentrated
-in the same class of the same model (a slope measured on one class did not carry over to
-another on the bench's ViT: 2.7 and 1.0). Test rows, not the forgotten ones: they are
+so a user can pass the measured value to later requests concentrated in the same class of the
+same model: `--set class_slopes=3:2.7,5:1.0` per class, as the bench prints it, or `--set
+class_slope=2.7` for every concentrated class (a slope measured on one class did not carry over
+to another on the bench's ViT: 2.7 and 1.0). Test rows, not the forgotten ones: they are
 non-members of both models, so their fall is the class's, not the rows' own membership.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 import numpy as np
 
+from rfau_cli.errors import InputError
 from rfau_cli.methods.margin_targets import concentrated_classes, kept_log_share, margins
 
 # A class whose test rows' mean label shift is smaller than this (logits) gives no usable ratio.
 MIN_SHIFT = 0.05
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def parse_class_slopes(text: str) -> dict[str, float]:
+    """`CLASS:SLOPE` pairs, comma-separated ('3:2.7,5:1.0'), as {class token: slope}.
+
+    The syntax and the values are checked here, when the parameters are built; the class
+    tokens against the model's labels by `resolve_class_slopes`, once the config is read.
+
+    Raises:
+        InputError: a pair without a colon, an empty class, a slope that is not a finite
+            number of 0 or more, or a class given twice.
+    """
+    out: dict[str, float] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        token, sep, value = pair.rpartition(":")
+        token = token.strip()
+        if not sep or not token:
+            raise InputError(f"--set class_slopes: {pair!r} is not CLASS:SLOPE (e.g. 3:2.7,5:1.0)")
+        try:
+            slope = float(value)
+        except ValueError:
+            raise InputError(f"--set class_slopes: the slope of class {token!r} is not a number: {value!r}") from None
+        if not (math.isfinite(slope) and slope >= 0):
+            raise InputError(f"--set class_slopes: the slope of class {token!r} must be a finite number of 0 or more")
+        if token in out:
+            raise InputError(f"--set class_slopes: class {token!r} is given twice")
+        out[token] = slope
+    return out
+
+
+def resolve_class_slopes(text: str, id2label: dict[int, str], num_labels: int) -> dict[int, float]:
+    """{class id: slope} from `class_slopes`, each class a label name of the model or its id.
+
+    Raises:
+        InputError: a class the model does not have (its classes are listed).
+    """
+    label2id = {name: i for i, name in id2label.items()}
+    out: dict[int, float] = {}
+    for token, slope in parse_class_slopes(text).items():
+        if token in label2id:
+            out[label2id[token]] = slope
+        elif _INTEGER.fullmatch(token) and 0 <= int(token) < num_labels:
+            out[int(token)] = slope
+        else:
+            names = ", ".join(id2label.get(i, str(i)) for i in range(num_labels))
+            raise InputError(
+                f"--set class_slopes: the model has no class {token!r} (classes: {names}, or 0..{num_labels - 1})"
+            )
+    return out
 
 
 def class_slopes(
@@ -74,7 +130,10 @@ def class_slopes(
 
 
 def describe_slopes(slopes: list[dict[str, Any]], used: float | None) -> str | None:
-    """One line for bench.md and the terminal, or None when no class was taken heavily."""
+    """One line for bench.md and the terminal, or None when no class was taken heavily.
+
+    `used` is RFAU's `class_slope` in the bench (None without RFAU); a class's own entry in
+    `class_slopes`, when it had one, is its `rfau_used`."""
     if not slopes:
         return None
     parts = []
@@ -89,12 +148,25 @@ def describe_slopes(slopes: list[dict[str, Any]], used: float | None) -> str | N
             f"{-s['label_shift']:.2f}: {ratio}"
         )
     text = "Class slope measured: " + "; ".join(parts) + "."
-    if used is not None:
+    if used is None:
+        return text
+    each = [s.get("rfau_used", used) for s in slopes]
+    if all(v == used for v in each):
         text += f" RFAU used class_slope {used:g}"
-        # A slope at or below 0 (the references gained on the class) is not a setting to pass on.
-        measured = [s["slope"] for s in slopes if s["slope"] is not None and s["slope"] > 0]
-        if len(slopes) == 1 and len(measured) == 1:
-            text += f"; for later requests concentrated in this class: --set class_slope={measured[0]:.1f}."
-        else:
-            text += " (`--set class_slope=VALUE` to pass a measured one)."
+    else:
+        text += " RFAU used the slopes " + ", ".join(f"{s['name']}: {v:g}" for s, v in zip(slopes, each, strict=True))
+    # A slope at or below 0 (the references gained on the class) is not a setting to pass on.
+    measured = [s for s in slopes if s["slope"] is not None and s["slope"] > 0]
+    if measured:
+        pairs = ",".join(f"{_token(s)}:{s['slope']:.1f}" for s in measured)
+        these = "this class" if len(measured) == 1 else "these classes"
+        text += f"; for later requests concentrated in {these}: --set class_slopes={pairs}."
+    else:
+        text += " (`--set class_slopes=CLASS:SLOPE` to pass a measured one)."
     return text
+
+
+def _token(slope: dict[str, Any]) -> str:
+    """How `class_slopes` names the class: its label, or its id when the label holds a separator."""
+    name = str(slope["name"])
+    return str(slope["class"]) if any(ch in name for ch in ",:") or name != name.strip() or not name else name

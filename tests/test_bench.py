@@ -197,6 +197,7 @@ def test_bench_failing_method_is_reported_and_others_complete(
         (("--methods", "retrain"), "is the reference"),
         (("--seeds", "0,0"), "distinct"),
         (("--seeds", "a"), "integers"),
+        (("--methods", "rfau", "--set", "class_slopes=horse:2"), "the model has no class 'horse'"),
     ],
 )
 def test_bench_bad_input_is_exit_2_and_writes_nothing(
@@ -339,8 +340,9 @@ def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, r
     text = (out / BENCH_MD).read_text()
     share = f"{100 * len(taken) / len(threes):.0f}%"
     assert f"Class slope measured: class 3 ({share} of its rows forgotten)" in text
+    assert three["rfau_used"] == 2.0
     advice = "RFAU used class_slope 2; for later requests concentrated in this class: "
-    advice += f"--set class_slope={three['slope']:.1f}."
+    advice += f"--set class_slopes=3:{three['slope']:.1f}."
     assert advice in text
     assert "Class slope measured" in result.stdout
 
@@ -398,36 +400,71 @@ def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
     assert scenarios.parse_scenarios("vit,resnet-mem-r1") == ["vit-r1", "vit-r10", "vit-c10", "resnet-mem-r1"]
 
 
-def test_scenarios_report_the_spread_over_originals(monkeypatch):
-    """Several originals: a cell is the mean of each original's mean over method seeds, ± the
-    spread over originals (the original is a random variable too); a failed original is listed."""
+def test_scenarios_report_the_spread_over_forget_sets_and_originals(monkeypatch):
+    """Several draws (forget sets x originals): a cell is the mean of each draw's mean over method
+    seeds, ± the spread over draws; the pooled share weighs each draw by its removable gap (a
+    forget set whose retrains barely differ from the original says little); a failed draw is
+    listed."""
     import pytest
 
     scenarios = _scenarios_module(monkeypatch)
 
-    def bench(share_rfau, ta_none, ta_rfau):
+    def bench(gap_none, gap_rfau, floor, ta_none, ta_rfau):
         stat = lambda m: {"mean": m, "std": 0.01, "n": 3}  # noqa: E731
-        row = lambda method, share, ta: {  # noqa: E731
-            "method": method, "status": "ok", "avg_gap_pp": stat(2.0), "share_closed": stat(share),
+        row = lambda method, gap, ta: {  # noqa: E731
+            "method": method, "status": "ok", "avg_gap_pp": stat(gap),
+            "share_closed": stat((gap_none - gap) / (gap_none - floor)),
             "loss_auc": stat(0.5), "loss_auc_gap": stat(0.01), "ta": stat(ta), "time_s": stat(1.0),
         }  # fmt: skip
         return {
             "status": "ok",
             "bench": {
-                "floor": {"mean": 1.0, "std": 0.5, "n": 3},
-                "summary": [row("none", 0.0, ta_none), row("rfau", share_rfau, ta_rfau)],
+                "floor": {"mean": floor, "std": 0.5, "n": 3},
+                "summary": [row("none", gap_none, ta_none), row("rfau", gap_rfau, ta_rfau)],
             },
         }
 
-    runs = {1000: bench(0.9, 0.80, 0.78), 1001: bench(0.5, 0.76, 0.75), 1002: {"status": "failed", "error": "boom"}}
-    rows = {r["method"]: r for r in scenarios.across_originals("vit-r10", runs)}
-    assert rows["rfau"]["share_closed"]["per_original"] == [0.9, 0.5]
-    assert rows["rfau"]["share_closed"]["mean"] == pytest.approx(0.7)
-    assert rows["rfau"]["share_closed"]["std"] == pytest.approx(0.2)
-    assert rows["rfau"]["ta_change_pp"]["mean"] == pytest.approx(-1.5)  # each against its own original
-    assert rows["rfau"]["originals"] == [1000, 1001]
-    assert rows["(bench failed)"]["scenario"] == "vit-r10 (an original)"
+    runs = {
+        (0, 1000): bench(5.0, 1.4, 1.0, 0.80, 0.78),  # removable 4.0, 90% closed
+        (0, 1001): bench(5.0, 3.0, 1.0, 0.76, 0.75),  # 50%
+        (1, 1000): bench(2.0, 1.0, 1.5, 0.80, 0.79),  # removable 0.5: 200%, mostly noise
+        (1, 1001): {"status": "failed", "error": "boom"},
+    }
+    rows = {r["method"]: r for r in scenarios.across_draws("vit-r10", runs)}
+    rfau = rows["rfau"]
+    assert rfau["draws"] == [[0, 1000], [0, 1001], [1, 1000]]
+    assert rfau["share_closed"]["per_draw"] == pytest.approx([0.9, 0.5, 2.0])
+    assert rfau["share_closed"]["mean"] == pytest.approx(3.4 / 3)
+    # pooled: (3.6 + 2.0 + 1.0) / (4.0 + 4.0 + 0.5): the small-gap draw barely moves it
+    assert rfau["share_closed"]["pooled"] == pytest.approx(6.6 / 8.5)
+    assert rfau["ta_change_pp"]["mean"] == pytest.approx(-4 / 3)  # each against its own original
+    assert rows["(bench failed)"]["scenario"] == "vit-r10 (forget-1, original-1001)"
     table = scenarios.render_table(list(rows.values()))
-    assert "share per original (%)" in table and "| 90, 50 |" in table
-    one = scenarios.across_originals("vit-r10", {1000: runs[1000]})
-    assert "per_original" not in one[1]["share_closed"]  # one original: the bench's own rows
+    assert "pooled share (%)" in table and "| 78 | f0: 90, 50; f1: 200 |" in table
+    # one forget set, several originals: the per-draw column lists originals only
+    two = {d: r for d, r in runs.items() if d[0] == 0}
+    assert "| 70 | 90, 50 |" in scenarios.render_table(scenarios.across_draws("vit-r10", two))
+    one = scenarios.across_draws("vit-r10", {(0, 1000): runs[(0, 1000)]})
+    assert "per_draw" not in one[1]["share_closed"]  # one draw: the bench's own rows
+
+
+def test_scenarios_forget_sets_are_seeded_files(monkeypatch, tmp_path):
+    """Seed 0 keeps the plain file name (caches built before forget seeds); another seed draws
+    other rows, the same kind of set."""
+    import datasets
+    import numpy as np
+
+    scenarios = _scenarios_module(monkeypatch)
+    labels = np.repeat(np.arange(10), 100)
+    datasets.Dataset.from_dict({"label": labels.tolist()}).save_to_disk(str(tmp_path / "train"))
+    spec = scenarios.MODELS["resnet-fit"]
+    plain = scenarios.write_forget(tmp_path, spec, tmp_path / "train", "c10")
+    other = scenarios.write_forget(tmp_path, spec, tmp_path / "train", "c10", 1)
+    assert plain.name == "digits-x3-c10.txt" and other.name == "digits-x3-c10-f1.txt"
+
+    def rows(path):
+        return np.array([int(line) for line in path.read_text().splitlines() if line and not line.startswith("#")])
+
+    a, b = rows(plain), rows(other)
+    assert len(a) == len(b) == 100 and not np.array_equal(a, b)
+    assert (labels[a] == 3).sum() == (labels[b] == 3).sum() == 60

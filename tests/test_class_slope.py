@@ -4,8 +4,10 @@ logits whose answer is known."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from rfau_cli.class_slope import class_slopes, describe_slopes
+from rfau_cli.class_slope import class_slopes, describe_slopes, parse_class_slopes, resolve_class_slopes
+from rfau_cli.errors import InputError
 from rfau_cli.methods.margin_targets import kept_log_share, margins
 
 
@@ -38,7 +40,7 @@ def test_a_retrain_that_loses_twice_label_shift_on_the_class_measures_slope_two(
     line = describe_slopes([got], 2.5)
     assert "class bird (60% of its rows forgotten)" in line and "slope 2.0 (" in line and "class_slope 2.5" in line
     assert "over 2 references)" in line
-    assert line.endswith("--set class_slope=2.0.")  # what to pass on, when one class was measured
+    assert line.endswith("--set class_slopes=bird:2.0.")  # what to pass on, for the class measured
 
 
 def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> None:
@@ -52,4 +54,30 @@ def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> No
     assert describe_slopes([], 2.5) is None
     gained = {"name": "3", "share_forgotten": 0.5, "test_rows": 10, "retrain_fall": 0.2, "label_shift": -0.7,
               "slope": -0.3}
-    assert "--set class_slope=VALUE" in describe_slopes([gained], 1.0)  # no negative setting suggested
+    assert "--set class_slopes=CLASS:SLOPE" in describe_slopes([gained], 1.0)  # no negative setting suggested
+
+
+def test_two_classes_measured_are_passed_on_each_with_its_own_slope() -> None:
+    """A request concentrated in two classes: each gets its slope in one `class_slopes` setting,
+    and the line says which slope RFAU used for each (a label holding a separator goes by id)."""
+    entry = {"share_forgotten": 0.6, "test_rows": 25, "retrain_fall": -2.0, "label_shift": -0.9, "slope": 2.2}
+    slopes = [{**entry, "class": 3, "name": "3", "rfau_used": 2.5},
+              {**entry, "class": 5, "name": "five: odd", "slope": 1.04, "rfau_used": 1.0}]  # fmt: skip
+    line = describe_slopes(slopes, 1.0)
+    assert "RFAU used the slopes 3: 2.5, five: odd: 1" in line
+    assert line.endswith("for later requests concentrated in these classes: --set class_slopes=3:2.2,5:1.0.")
+    assert resolve_class_slopes("3:2.2,5:1.0", {3: "3", 5: "five: odd"}, 10) == {3: 2.2, 5: 1.0}
+
+
+def test_class_slopes_name_classes_by_label_or_id_and_refuse_anything_else() -> None:
+    labels = {0: "news", 1: "sport", 2: "tech"}
+    assert parse_class_slopes("") == {} and parse_class_slopes(" sport : 2.5 , 0:1") == {"sport": 2.5, "0": 1.0}
+    assert resolve_class_slopes("sport:2.5,0:1", labels, 3) == {1: 2.5, 0: 1.0}
+    refused = [("sport=2", "is not CLASS:SLOPE"), (":2", "is not CLASS:SLOPE"), ("sport:x", "not a number"),
+               ("sport:-1", "0 or more"), ("sport:nan", "finite"), ("sport:1,sport:2", "given twice")]  # fmt: skip
+    for bad, says in refused:
+        with pytest.raises(InputError, match=says):
+            parse_class_slopes(bad)
+    for missing in ("cars:2", "3:2", "-1:2"):
+        with pytest.raises(InputError, match="the model has no class .*classes: news, sport, tech, or 0..2"):
+            resolve_class_slopes(missing, labels, 3)

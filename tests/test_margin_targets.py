@@ -72,6 +72,10 @@ def test_the_class_slope_lowers_only_a_class_the_request_takes_much_of() -> None
             assert threes_moved.any()
             assert np.allclose((sloped - prior)[threes_moved], 1.5 * np.log(1 - taken))
             assert np.allclose(sloped[f_labels == 0], prior[f_labels == 0])  # class 0 lost 5 rows: prior only
+            # the class's own slope does the same, and only for that class (class 0 is not concentrated)
+            own = margin_targets(*args, per_class={3: 2.5, 0: 9.0})
+            assert np.allclose(own, sloped)
+            assert np.allclose(margin_targets(*args, class_slope=2.5, per_class={3: 1.0}), prior)
         else:
             assert np.array_equal(sloped, prior)  # no class loses 30%: the slope does not apply
     assert np.allclose(label_shift(labels_m, labels_m[uniform], (labels_m[uniform] + 1) % 4, 4, 2.5),

@@ -124,8 +124,8 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     taken = threes[: (2 * len(threes)) // 3]
     forget.write_text("\n".join(map(str, taken)) + "\n")
     runs = {}
-    for slope in (None, "2.5"):
-        extra = ["--set", f"class_slope={slope}"] if slope else []
+    for slope in (None, "2.5", "3:2.5"):
+        extra = ["--set", f"class_slope{'s' if ':' in (slope or '') else ''}={slope}"] if slope else []
         result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
                         overfit.data[1], "--forget", forget, "--epochs", 1, "--out", tmp_path / f"out-{slope}",
                         "--json", *extra)
@@ -138,6 +138,22 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     # a slope of 2.5 lowers the class's targets by 1.5 x label shift more than the prior alone (the
     # default, 1): log(1/3) - log(~0.97) ~ -1.07 logits for the rows of digit 3, two thirds of its rows gone
     assert runs["2.5"]["target_margin_mean"] < runs[None]["target_margin_mean"] - 0.5
+    # the same slope given to digit 3 alone (as `rfau bench` prints it) asks the same of its rows
+    assert runs["3:2.5"]["target_margin_mean"] == pytest.approx(runs["2.5"]["target_margin_mean"])
+    assert "assume the class slopes 3: 2.5" in runs["3:2.5"]["concentration_warning"]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("3=2", "is not CLASS:SLOPE"), ("horse:2", "the model has no class 'horse'"), ("3:-2", "0 or more")],
+)
+def test_bad_class_slopes_exit_2_before_anything_is_written(overfit, tmp_path, cli, value, says) -> None:
+    result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
+                    overfit.data[1], "--forget", overfit.forget, "--out", tmp_path / "out", "--set",
+                    f"class_slopes={value}")
+    assert result.exit_code == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
 def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:

@@ -184,7 +184,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 "loss_auc": none.get("metrics", {}).get("loss_auc"),
             },
             "removable_gap_pp": removable_gap(gap_none, floor["mean"]),
-            "class_slope": {"classes": slopes, "rfau_used": _rfau_class_slope(cfg, names)},
+            "class_slope": {"classes": slopes, "rfau_used": _rfau_class_slope(cfg, names, job, slopes)},
             "reference_loss_auc": auc_ref,
             "runs": runs,
             "summary": summarize(runs, [REFERENCE, NONE, *names], floor),
@@ -227,6 +227,7 @@ def check_bench(cfg: BenchConfig) -> list[str]:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
     check_sets(cfg.hparams.sets, names)
     model = resolve_checkpoint(cfg.model)
+    check_class_params(cfg.hparams.sets, names, model)
     for path in cfg.references:
         ref = resolve_checkpoint(path)
         if ref.num_labels != model.num_labels:
@@ -261,6 +262,16 @@ def check_sets(sets: tuple[tuple[str, str], ...], names: list[str]) -> None:
             )
     for c in classes:
         c.Params.from_strings(dict(sets_for(sets, c)), c.name)  # bad values exit 2 before any run
+
+
+def check_class_params(sets: tuple[tuple[str, str], ...], names: list[str], model: Any) -> None:
+    """Parameters that name classes (RFAU's `class_slopes`) against the model's labels: exit 2
+    before any run."""
+    from rfau_cli.methods import method_class
+
+    for name in names:
+        c = method_class(name)
+        c.check_params(c.Params.from_strings(dict(sets_for(sets, c)), c.name), model.id2label, model.num_labels)
 
 
 def sets_for(sets: tuple[tuple[str, str], ...], method: Any) -> tuple[tuple[str, str], ...]:
@@ -360,14 +371,21 @@ def _class_slopes(job: Any, none: dict[str, Any], refs: list[dict[str, Any]]) ->
     )  # fmt: skip
 
 
-def _rfau_class_slope(cfg: BenchConfig, names: list[str]) -> float | None:
-    """The class slope RFAU ran with in this bench (None without RFAU, or in class mode)."""
+def _rfau_class_slope(cfg: BenchConfig, names: list[str], job: Any, slopes: list[dict[str, Any]]) -> float | None:
+    """The class slope RFAU ran with in this bench (None without RFAU, or in class mode); each
+    measured class also gets the slope RFAU used for it (`rfau_used`: its `class_slopes` entry,
+    else the class slope)."""
     if "rfau" not in names or cfg.data.by != "sample":
         return None
+    from rfau_cli.class_slope import resolve_class_slopes
     from rfau_cli.methods import load_method
 
     method = load_method("rfau")
-    return float(method.Params.from_strings(dict(sets_for(cfg.hparams.sets, method)), method.name).class_slope)
+    params = method.Params.from_strings(dict(sets_for(cfg.hparams.sets, method)), method.name)
+    own = resolve_class_slopes(params.class_slopes, dict(job.model.config.id2label), job.model.config.num_labels)
+    for entry in slopes:
+        entry["rfau_used"] = own.get(entry["class"], float(params.class_slope))
+    return float(params.class_slope)
 
 
 def _reference_gap_to_others(ref: dict[str, Any], refs: list[dict[str, Any]], auc: float | None) -> dict[str, Any]:

@@ -71,6 +71,7 @@ def run_unlearn(
         ref, device=cfg.runtime.device, taps=settings.taps,
         target_modules=settings.target_modules if method.uses_lora else None,
     )
+    method.check_params(settings.params, ref.id2label, ref.num_labels)
     # `--out` is claimed (its temporary sibling created) before any heavy work; a failure
     # anywhere below removes it.
     with claim_output_dir(cfg.out) as claim, Progress(cfg.runtime.quiet) as progress, peak_memory() as memory:

@@ -134,6 +134,11 @@ class Method:
         """--retain-ratio when not given: retain batches a step (DESIGN.md's k = 4)."""
         return DEFAULT_RETAIN_RATIO
 
+    @classmethod
+    def check_params(cls, params: MethodParams, id2label: dict[int, str], num_labels: int) -> None:
+        """Check the parameters that name the model's classes, once its config is read and before
+        any data or weights are loaded (InputError: exit 2). Most methods have none."""
+
     def setup(self, ctx: FitContext) -> None:
         """Precompute what the loss needs (targets, masks, caches)."""
 

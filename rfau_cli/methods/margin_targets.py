@@ -24,7 +24,8 @@ less a retrain learns its class from the rows the request leaves:
   requests from 36-86% of the removable gap closed to 64-93% but turned the ViT's digit-5
   request from 73% to -75%, further from a retrain than doing nothing (docs/results.md, "The
   class slope"). `rfau bench` measures a class's slope against retrains; passed on with
-  `--set class_slope=` to requests concentrated in the same class of the same model. Below
+  `--set class_slopes=CLASS:SLOPE,...` (or one `--set class_slope=` for every concentrated class)
+  to requests concentrated in the same class of the same model. Below
   CONCENTRATED_SHARE a class's loss of rows is small and a random request's differences
   between classes are sampling noise: the slope does not apply there.
 - Targets never lie above the row's own margin: forgetting does not make a row more familiar.
@@ -36,6 +37,8 @@ training data (the model surer of it than of its own rows), targets ask too litt
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -105,13 +108,15 @@ def label_shift(
     runner_up: np.ndarray,
     num_labels: int,
     class_slope: float = 1.0,
+    per_class: Mapping[int, float] | None = None,
 ) -> np.ndarray:
     """s_y log(1 - f_y) - s_c' log(1 - f_c') per forget row (label y, runner-up c'): how much less
-    sure of the row a retrain is for its classes' loss of rows. `class_slope` is s for the classes
-    the request takes CONCENTRATED_SHARE or more of (1: the class prior alone, label shift)."""
+    sure of the row a retrain is for its classes' loss of rows. s is 1 (the class prior alone,
+    label shift) except for the classes the request takes CONCENTRATED_SHARE or more of: there it
+    is the class's own slope in `per_class` when given, else `class_slope`."""
     kept = kept_log_share(train_labels, forget_labels, num_labels)
     for c in concentrated_classes(train_labels, forget_labels, num_labels):
-        kept[c] *= class_slope
+        kept[c] *= (per_class or {}).get(c, class_slope)
     return kept[forget_labels] - kept[runner_up]
 
 
@@ -131,10 +136,11 @@ def margin_targets(
     train_labels: np.ndarray,
     num_labels: int,
     class_slope: float = CLASS_SLOPE,
+    per_class: Mapping[int, float] | None = None,
 ) -> np.ndarray:
     """The margin each forget row is driven to (module docstring)."""
     target = transport(forget_margin, member_margin, test_margin)
-    target += label_shift(train_labels, forget_labels, runner_up, num_labels, class_slope)
+    target += label_shift(train_labels, forget_labels, runner_up, num_labels, class_slope, per_class)
     return np.minimum(target, forget_margin)
 
 

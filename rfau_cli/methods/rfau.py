@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from rfau_cli.class_slope import parse_class_slopes, resolve_class_slopes
 from rfau_cli.features import relative_distance
 from rfau_cli.methods.base import FitContext, Method, is_flat, join
 from rfau_cli.methods.margin_targets import (
@@ -88,7 +89,30 @@ def _index(slots: np.ndarray, device: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class RFAUParams(MethodParams):
+class TargetParams(MethodParams):
+    """The parameters of sample mode's targets, shared by every method that uses RFAU's targets
+    (rfau, rfau-full)."""
+
+    class_slope: float = param(
+        CLASS_SLOPE,
+        "Sample mode, for a class a request takes 30% or more of: how fast a retrain's logit for it falls with "
+        "the log of the share of its rows kept (1: the class prior alone). `rfau bench` measures a class's "
+        "slope against retrains; pass it for later requests concentrated in the same class.",
+        ge=0,
+    )
+    class_slopes: str = param(
+        "",
+        "Sample mode: each class's own slope, CLASS:SLOPE pairs (a class name or id), comma-separated, as "
+        "`rfau bench` prints them, e.g. 3:2.7,5:1.0; for a listed class it replaces class_slope.",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_class_slopes(self.class_slopes)  # the syntax and the values; the classes once the model is known
+
+
+@dataclass(frozen=True)
+class RFAUParams(TargetParams):
     """RFAU's own hyper-parameters (the shared ones: --rank, --alpha, --gamma, --taps, ...)."""
 
     min_steps: int = param(
@@ -114,13 +138,6 @@ class RFAUParams(MethodParams):
         "to reach them.",
         ge=0,
     )
-    class_slope: float = param(
-        CLASS_SLOPE,
-        "Sample mode, for a class a request takes 30% or more of: how fast a retrain's logit for it falls with "
-        "the log of the share of its rows kept (1: the class prior alone). `rfau bench` measures a class's "
-        "slope against retrains; pass it for later requests concentrated in the same class.",
-        ge=0,
-    )
 
 
 class RFAU(Method):
@@ -140,6 +157,11 @@ class RFAU(Method):
     def default_retain_ratio(cls, by: str) -> int:
         """Sample mode: SAMPLE_RETAIN_RATIO retain batches a step; class mode DESIGN.md's 4."""
         return SAMPLE_RETAIN_RATIO if by == "sample" else super().default_retain_ratio(by)
+
+    @classmethod
+    def check_params(cls, params: MethodParams, id2label: dict[int, str], num_labels: int) -> None:
+        """`class_slopes` must name classes the model has."""
+        resolve_class_slopes(getattr(params, "class_slopes", ""), id2label, num_labels)
 
     def setup(self, ctx: FitContext) -> None:
         if ctx.splits.by == "class":
@@ -188,7 +210,7 @@ class RFAU(Method):
         m_margin, t_margin = margins(m_logits, splits.labels[members])[0], margins(t_logits, splits.test_labels)[0]
         target_margin = margin_targets(
             f_margin, f_labels, runner_up, m_margin, t_margin,
-            splits.labels[population], ctx.num_labels, ctx.params.class_slope,
+            splits.labels[population], ctx.num_labels, ctx.params.class_slope, self._per_class_slopes(ctx),
         )  # fmt: skip
         if familiar_test_rows(m_margin, t_margin):
             warning = (
@@ -208,6 +230,9 @@ class RFAU(Method):
         ctx.state["target_margin_mean"] = float(target_margin.mean())
         ctx.state["forget_margin_mean"] = float(f_margin.mean())
 
+    def _per_class_slopes(self, ctx: FitContext) -> dict[int, float]:
+        return resolve_class_slopes(ctx.params.class_slopes, ctx.model.config.id2label, ctx.num_labels)
+
     def _warn_if_concentrated(self, ctx: FitContext, train_labels: np.ndarray, f_labels: np.ndarray) -> None:
         """Say so when the request takes 30% or more of a class's rows: how much less a retrain
         learns such a class depends on the model and the class, and sample mode assumes the
@@ -217,20 +242,25 @@ class RFAU(Method):
         if not taken:
             return
         names = ctx.model.config.id2label
-        slope = ctx.params.class_slope
-        assumed = (
-            "the targets assume the class prior alone (class_slope 1), so expect those rows to stay more familiar "
-            "than after a retrain (on the bench such requests closed 40-77% of the gap, random ones 63-86%)"
-            if slope == 1.0
-            else f"the targets assume class_slope {slope:g}"
-        )
+        slope, own = ctx.params.class_slope, self._per_class_slopes(ctx)
+        used = {c: own.get(c, slope) for c in sorted(taken)}
+        if all(v == 1.0 for v in used.values()):
+            assumed = (
+                "the targets assume the class prior alone (class_slope 1), so expect those rows to stay more familiar "
+                "than after a retrain (on the bench such requests closed 40-77% of the gap, random ones 63-86%)"
+            )
+        elif not own.keys() & used.keys():
+            assumed = f"the targets assume class_slope {slope:g}"
+        else:
+            each = ", ".join(f"{names.get(c, c)}: {v:g}" for c, v in used.items())
+            assumed = f"the targets assume the class slopes {each}"
         listed = ", ".join(f"{names.get(c, c)} ({100 * share:.0f}%)" for c, share in sorted(taken.items()))
         warning = (
             f"warning: the request removes a large share of some classes' training rows: {listed}. A model "
             "retrained without them would also learn those classes worse, by an amount that depends on the model "
             f"and the class; {assumed}. `rfau bench` against retrains measures a class's slope, to pass with "
-            "`--set class_slope=` for later requests concentrated in the same class; check this result with "
-            "`rfau audit --reference`"
+            "`--set class_slopes=CLASS:SLOPE` for later requests concentrated in the same class; check this result "
+            "with `rfau audit --reference`"
         )
         ctx.progress.log(warning)
         ctx.state["concentration_warning"] = warning

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rfau_cli.methods.base import FitContext
-from rfau_cli.methods.rfau import RFAU
+from rfau_cli.methods.rfau import RFAU, TargetParams
 from rfau_cli.settings import MethodParams
 
 
@@ -24,8 +24,8 @@ class RFAUFull(RFAU):
     # forgets it (~0.02) with the kept classes unchanged.
     default_epochs: ClassVar[int] = 10
     default_lr: ClassVar[float] = 3e-4
-    # None of RFAU's own parameters: no minimum steps, one epoch cap for both modes.
-    Params: ClassVar[type[MethodParams]] = MethodParams
+    # RFAU's targets and their class slopes, but no minimum steps and one epoch cap for both modes.
+    Params: ClassVar[type[MethodParams]] = TargetParams
 
     def setup(self, ctx: FitContext) -> None:
         ctx.head.requires_grad_(False)
