@@ -60,6 +60,8 @@ def test_every_method_runs_a_sample_request(name, cli, resnet_ckpt, digits, samp
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == name and report["forget_by"] == "sample"
     assert report["training"]["epochs_run"] == 1
+    if name in ("rfau", "rfau-full"):  # a random request: the targets stay the original's (no class taken much of)
+        assert report["training"]["targets_follow_test_rows"] is False
 
 
 def test_full_weight_method_refuses_adapter_output(cli, resnet_ckpt, digits, class_forget_file, tmp_path):

@@ -124,19 +124,31 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     taken = threes[: (2 * len(threes)) // 3]
     forget.write_text("\n".join(map(str, taken)) + "\n")
     runs = {}
-    for slope in (None, "2.5", "3:2.5"):
-        extra = ["--set", f"class_slope{'s' if ':' in (slope or '') else ''}={slope}"] if slope else []
+    settings = {None: [], "follow": ["--set", "follow_test_rows=true"], "2.5": ["--set", "class_slope=2.5"],
+                "3:2.5": ["--set", "class_slopes=3:2.5"],
+                "2.5+follow": ["--set", "class_slope=2.5", "--set", "follow_test_rows=true"]}  # fmt: skip
+    for slope, extra in settings.items():
         result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
-                        overfit.data[1], "--forget", forget, "--epochs", 1, "--out", tmp_path / f"out-{slope}",
+                        overfit.data[1], "--forget", forget, "--epochs", 2, "--out", tmp_path / f"out-{slope}",
                         "--json", *extra)
         assert result.exit_code == 0, result.stderr
         runs[slope] = json.loads(result.stdout)["training"]
     warning = runs[None]["concentration_warning"]
     assert f"3 ({100 * len(taken) / len(threes):.0f}%)" in warning  # the class, by its label name
-    assert "(class_slope 1)" in warning and "assume class_slope 2.5" in runs["2.5"]["concentration_warning"]
+    assert "(class_slope 1)" in warning
+    assert "follow the unlearned model's own test rows" in runs["follow"]["concentration_warning"]
+    assert "assume class_slope 2.5" in runs["2.5"]["concentration_warning"]
     assert "warning: the request removes a large share" in result.stderr
-    # a slope of 2.5 lowers the class's targets by 1.5 x label shift more than the prior alone (the
-    # default, 1): log(1/3) - log(~0.97) ~ -1.07 logits for the rows of digit 3, two thirds of its rows gone
+    # asked to, the targets follow the model's own test rows, recomputed after each epoch; not with
+    # a class slope given (it already says how far the class falls), nor by default
+    assert runs["follow"]["targets_follow_test_rows"] and "target_margin_mean" in runs["follow"]["history"][-1]
+    assert runs["follow"]["target_margin_mean"] == runs["follow"]["history"][-1]["target_margin_mean"]
+    assert not any(runs[k]["targets_follow_test_rows"] for k in (None, "2.5", "3:2.5", "2.5+follow"))
+    assert "target_margin_mean" not in runs[None]["history"][-1]
+    # the model's test rows fell as its forgotten rows were pushed down, and the targets with them
+    assert runs["follow"]["target_margin_mean"] < runs[None]["target_margin_mean"]
+    # a slope of 2.5 lowers the class's targets by 1.5 x label shift more than the prior alone:
+    # log(1/3) - log(~0.97) ~ -1.07 logits for the rows of digit 3, two thirds of its rows gone
     assert runs["2.5"]["target_margin_mean"] < runs[None]["target_margin_mean"] - 0.5
     # the same slope given to digit 3 alone (as `rfau bench` prints it) asks the same of its rows
     assert runs["3:2.5"]["target_margin_mean"] == pytest.approx(runs["2.5"]["target_margin_mean"])
