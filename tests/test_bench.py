@@ -441,6 +441,10 @@ def test_scenarios_report_the_spread_over_forget_sets_and_originals(monkeypatch)
     assert rows["(bench failed)"]["scenario"] == "vit-r10 (forget-1, original-1001)"
     table = scenarios.render_table(list(rows.values()))
     assert "pooled share (%)" in table and "| 78 | f0: 90, 50; f1: 200 |" in table
+    # a draw whose retrains disagree more than the original differs from them has nothing to remove
+    noisy = {**runs, (2, 1000): bench(2.0, 1.0, 3.0, 0.80, 0.79)}
+    rows = {r["method"]: r for r in scenarios.across_draws("vit-r10", noisy)}
+    assert rows["rfau"]["share_closed"]["pooled"] == pytest.approx(6.6 / 8.5)
     # one forget set, several originals: the per-draw column lists originals only
     two = {d: r for d, r in runs.items() if d[0] == 0}
     assert "| 70 | 90, 50 |" in scenarios.render_table(scenarios.across_draws("vit-r10", two))
