@@ -20,17 +20,16 @@ non-members of both models, so their fall is the class's, not the rows' own memb
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 
+from rfau_cli.data import class_id
 from rfau_cli.errors import InputError
 from rfau_cli.methods.margin_targets import concentrated_classes, kept_log_share, margins
 
 # A class whose test rows' mean label shift is smaller than this (logits) gives no usable ratio.
 MIN_SHIFT = 0.05
-_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def parse_class_slopes(text: str) -> dict[str, float]:
@@ -72,10 +71,9 @@ def resolve_class_slopes(text: str, id2label: dict[int, str], num_labels: int) -
     label2id = {name: i for i, name in id2label.items()}
     out: dict[int, float] = {}
     for token, slope in parse_class_slopes(text).items():
-        if token in label2id:
-            out[label2id[token]] = slope
-        elif _INTEGER.fullmatch(token) and 0 <= int(token) < num_labels:
-            out[int(token)] = slope
+        cls = class_id(token, label2id, num_labels)
+        if cls is not None:
+            out[cls] = slope
         else:
             names = ", ".join(id2label.get(i, str(i)) for i in range(num_labels))
             raise InputError(

@@ -273,6 +273,15 @@ def read_forget_list(path: str) -> ForgetList:
     return ForgetList(tuple(ids), hashlib.sha256(raw).hexdigest(), path, tuple(lines))
 
 
+def class_id(token: str, label2id: dict[str, int], count: int) -> int | None:
+    """The class a token names: a label of the model, or an id in 0..count-1; None otherwise."""
+    if token in label2id:
+        return label2id[token]
+    if _INTEGER.fullmatch(token) and 0 <= int(token) < count:
+        return int(token)
+    return None
+
+
 def resolve_forget_rows(
     forget: ForgetList, table: Any, by: str, labels: np.ndarray, id_column: str | None, id2label: dict[int, str]
 ) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -281,15 +290,14 @@ def resolve_forget_rows(
     if by == "class":
         label2id = {name: i for i, name in id2label.items()}
         classes = []
+        count = max(len(id2label), int(labels.max()) + 1)
         for token in forget.ids:
-            if token in label2id:
-                classes.append(label2id[token])
-            elif _INTEGER.fullmatch(token) and 0 <= int(token) < max(len(id2label), int(labels.max()) + 1):
-                classes.append(int(token))
-            else:
+            cls = class_id(token, label2id, count)
+            if cls is None:
                 raise InputError(
                     f"{forget.where(token)}: unknown class {token!r} (classes: 0..{int(labels.max())} or names)"
                 )
+            classes.append(cls)
         classes = tuple(sorted(set(classes)))
         rows = np.flatnonzero(np.isin(labels, classes))
         if rows.size == 0:
@@ -413,8 +421,8 @@ def resolve_earlier_rows(
         if entry.get("by") == "class":
             mine = set()
             for token in ids:
-                cls = label2id.get(token, int(token) if _INTEGER.fullmatch(token) else -1)
-                if 0 <= cls < max(len(id2label), int(labels.max()) + 1):
+                cls = class_id(token, label2id, max(len(id2label), int(labels.max()) + 1))
+                if cls is not None:
                     mine.add(cls)
                 else:
                     missing += 1

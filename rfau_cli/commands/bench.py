@@ -225,9 +225,8 @@ def check_bench(cfg: BenchConfig) -> list[str]:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
-    check_sets(cfg.hparams.sets, names)
     model = resolve_checkpoint(cfg.model)
-    check_class_params(cfg.hparams.sets, names, model)
+    check_sets(cfg.hparams.sets, names, model)
     for path in cfg.references:
         ref = resolve_checkpoint(path)
         if ref.num_labels != model.num_labels:
@@ -245,8 +244,9 @@ def check_bench_attacks(cfg: BenchConfig) -> tuple[tuple[str, ...], Path | None]
     return attacks, check_reference_dir(cfg.lira.reference_dir) if LIRA in attacks else None
 
 
-def check_sets(sets: tuple[tuple[str, str], ...], names: list[str]) -> None:
-    """Each `--set` key must be a parameter of at least one chosen method, its value valid there.
+def check_sets(sets: tuple[tuple[str, str], ...], names: list[str], model: Any) -> None:
+    """Each `--set` key must be a parameter of at least one chosen method, its value valid there,
+    and a class it names (RFAU's `class_slopes`) one of `model`'s.
 
     Raises:
         InputError: a key no chosen method has (the keys they have are listed), or a bad value.
@@ -260,17 +260,7 @@ def check_sets(sets: tuple[tuple[str, str], ...], names: list[str]) -> None:
             raise InputError(
                 f"--set {key}: no chosen method has such a parameter; valid: {', '.join(valid) if valid else 'none'}"
             )
-    for c in classes:
-        c.Params.from_strings(dict(sets_for(sets, c)), c.name)  # bad values exit 2 before any run
-
-
-def check_class_params(sets: tuple[tuple[str, str], ...], names: list[str], model: Any) -> None:
-    """Parameters that name classes (RFAU's `class_slopes`) against the model's labels: exit 2
-    before any run."""
-    from rfau_cli.methods import method_class
-
-    for name in names:
-        c = method_class(name)
+    for c in classes:  # bad values exit 2 before any run
         c.check_params(c.Params.from_strings(dict(sets_for(sets, c)), c.name), model.id2label, model.num_labels)
 
 

@@ -245,9 +245,10 @@ class RFAU(Method):
         f_labels = splits.labels[splits.forget]
         f_margin, runner_up = margins(f_logits, f_labels)
         m_margin, t_margin = margins(m_logits, splits.labels[members])[0], margins(t_logits, splits.test_labels)[0]
+        self.per_class = resolve_class_slopes(ctx.params.class_slopes, ctx.model.config.id2label, ctx.num_labels)
         target_margin = margin_targets(
             f_margin, f_labels, runner_up, m_margin, t_margin,
-            splits.labels[population], ctx.num_labels, ctx.params.class_slope, self._per_class_slopes(ctx),
+            splits.labels[population], ctx.num_labels, ctx.params.class_slope, self.per_class,
         )  # fmt: skip
         if familiar_test_rows(m_margin, t_margin):
             warning = (
@@ -277,8 +278,7 @@ class RFAU(Method):
         would count the fall twice)."""
         f_margin, f_labels, runner_up, m_margin, train_labels = inputs
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
-        own = self._per_class_slopes(ctx)
-        sloped = any(own.get(c, ctx.params.class_slope) != 1.0 for c in taken)
+        sloped = any(self.per_class.get(c, ctx.params.class_slope) != 1.0 for c in taken)
         if not ctx.params.follow_test_rows or not taken or sloped:
             return None
         rows = np.arange(len(ctx.splits.test_labels))
@@ -291,23 +291,15 @@ class RFAU(Method):
         import torch
 
         rows = self.follow["rows"]
-        logits = []
-        with torch.no_grad(), ctx.accelerator.autocast():
-            for start in range(0, len(rows), SCORE_BATCH):
-                z, _ = ctx.student(ctx.batch(rows[start : start + SCORE_BATCH], test=True))
-                logits.append(z.float().cpu().numpy())
-        t_margin = margins(np.concatenate(logits), ctx.splits.test_labels[rows])[0]
+        t_margin = margins(_score(ctx, rows, test=True, forward=ctx.student), ctx.splits.test_labels[rows])[0]
         f_margin, f_labels, runner_up, m_margin, train_labels = self.follow["inputs"]
         target = margin_targets(
             f_margin, f_labels, runner_up, m_margin, t_margin, train_labels, ctx.num_labels,
-            ctx.params.class_slope, self._per_class_slopes(ctx),
+            ctx.params.class_slope, self.per_class,
         )  # fmt: skip
         self.target_margin = torch.as_tensor(target, dtype=torch.float32, device=ctx.device)
         self.asked = np.maximum(f_margin - target, 0.0)
         record["target_margin_mean"] = ctx.state["target_margin_mean"] = float(target.mean())
-
-    def _per_class_slopes(self, ctx: FitContext) -> dict[int, float]:
-        return resolve_class_slopes(ctx.params.class_slopes, ctx.model.config.id2label, ctx.num_labels)
 
     def _warn_if_concentrated(self, ctx: FitContext, train_labels: np.ndarray, f_labels: np.ndarray) -> None:
         """Say so when the request takes 30% or more of a class's rows: how much less a retrain
@@ -319,7 +311,7 @@ class RFAU(Method):
         if not taken:
             return
         names = ctx.model.config.id2label
-        slope, own = ctx.params.class_slope, self._per_class_slopes(ctx)
+        slope, own = ctx.params.class_slope, self.per_class
         used = {c: own.get(c, slope) for c in sorted(taken)}
         if self.follow is not None:
             assumed = (
@@ -450,12 +442,16 @@ def kept_margin_hinge(student: Any, teacher: Any, labels: Any) -> Any:
     return (torch.relu(m0.clamp(max=KEPT_MARGIN_FLOOR) - margin(student)) * (m0 > 0).float()).mean()
 
 
-def _score(ctx: FitContext, rows: np.ndarray, test: bool) -> np.ndarray:
-    """Teacher logits of rows, batched."""
+def _score(ctx: FitContext, rows: np.ndarray, test: bool, forward: Any = None) -> np.ndarray:
+    """Logits of rows, batched: the teacher's, or `forward`'s (the student, for the targets that
+    follow its test rows)."""
+    import torch
+
     out = []
-    for start in range(0, len(rows), SCORE_BATCH):
-        logits, _ = ctx.teacher(ctx.batch(rows[start : start + SCORE_BATCH], test=test))
-        out.append(logits.float().cpu().numpy())
+    with torch.no_grad(), ctx.accelerator.autocast():
+        for start in range(0, len(rows), SCORE_BATCH):
+            logits, _ = (forward or ctx.teacher)(ctx.batch(rows[start : start + SCORE_BATCH], test=test))
+            out.append(logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, ctx.num_labels))
 
 
