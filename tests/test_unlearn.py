@@ -100,6 +100,23 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     )
 
 
+def test_a_run_short_of_its_targets_can_push_harder(overfit, tmp_path, cli) -> None:
+    """`--set max_forget_boost=N`: a run on course to end far from its targets (here a pull of a
+    hundredth of the usual weight, 12 epochs) doubles its forget weight once two windows of
+    history show it, and ends closer to the targets than the same run without; off by default."""
+    runs = {}
+    for name, extra in {"default": [], "boost": ["--set", "max_forget_boost=8"]}.items():
+        report = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / name, "--gamma", 0.01,
+                          "--epochs", 12, *extra)  # fmt: skip
+        runs[name] = report["training"]
+    assert {r["forget_boost"] for r in runs["default"]["history"]} == {1.0}
+    boosts = [r["forget_boost"] for r in runs["boost"]["history"]]
+    assert boosts == [1.0] * 9 + [2.0] * 3  # first chance: epoch 10, with two 5-epoch windows behind it
+    assert runs["boost"]["forget_boost"] == 2.0
+    assert runs["default"]["history"][8] == runs["boost"]["history"][8]  # the same run up to there
+    assert runs["boost"]["history"][-1]["margin_excess"] < runs["default"]["history"][-1]["margin_excess"]
+
+
 def test_training_rows_as_test_data_are_flagged(overfit, tmp_path, cli) -> None:
     """Passing the training rows as --test-data (a slip a user makes) leaves the sample target
     no non-members to copy: the run says so on stderr and in the report instead of quietly
