@@ -90,6 +90,7 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     assert after["mia"]["loss_auc"] < before["mia"]["loss_auc"] - 0.05  # less distinguishable from test
     assert "target_warning" not in report["training"]  # held-out test rows: no warning
     assert "concentration_warning" not in report["training"]  # a random 10%: no class loses 30%
+    assert report["training"]["targets_reached"] == report["training"]["stop_reason"].startswith("converged")
     assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
     audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
                    overfit.data[1], "--forget", overfit.forget, "--json", "--quiet")
@@ -115,6 +116,13 @@ def test_a_run_short_of_its_targets_can_push_harder(overfit, tmp_path, cli) -> N
     assert runs["boost"]["forget_boost"] == 2.0
     assert runs["default"]["history"][8] == runs["boost"]["history"][8]  # the same run up to there
     assert runs["boost"]["history"][-1]["margin_excess"] < runs["default"]["history"][-1]["margin_excess"]
+    # Both end at the cap short of their targets, and say so, with what would push further.
+    for run in runs.values():
+        assert run["targets_reached"] is False and 0.1 < run["margin_drop_left"] <= 1.0
+        assert "of the asked margin drop left" in run["targets_warning"] and "raise --epochs" in run["targets_warning"]
+    assert "--set max_forget_boost=8" in runs["default"]["targets_warning"]
+    boosted = runs["boost"]["targets_warning"]
+    assert "ended at 2x" in boosted and "max_forget_boost" not in boosted
 
 
 def test_training_rows_as_test_data_are_flagged(overfit, tmp_path, cli) -> None:
