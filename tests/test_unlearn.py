@@ -149,7 +149,8 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     taken = threes[: (2 * len(threes)) // 3]
     forget.write_text("\n".join(map(str, taken)) + "\n")
     runs = {}
-    settings = {None: [], "follow": ["--set", "follow_test_rows=true"], "2.5": ["--set", "class_slope=2.5"],
+    settings = {None: [], "1": ["--set", "class_slope=1"], "follow": ["--set", "follow_test_rows=true"],
+                "2.5": ["--set", "class_slope=2.5"],
                 "3:2.5": ["--set", "class_slopes=3:2.5"],
                 "2.5+follow": ["--set", "class_slope=2.5", "--set", "follow_test_rows=true"]}  # fmt: skip
     for slope, extra in settings.items():
@@ -160,7 +161,10 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
         runs[slope] = json.loads(result.stdout)["training"]
     warning = runs[None]["concentration_warning"]
     assert f"3 ({100 * len(taken) / len(threes):.0f}%)" in warning  # the class, by its label name
-    assert "(class_slope 1)" in warning
+    assert "the default class slope 1.5" in warning
+    assert "the class prior alone (class_slope 1)" in runs["1"]["concentration_warning"]
+    # the default asks more of the class's rows than the prior alone (1.5 against 1 x label shift)
+    assert runs[None]["target_margin_mean"] < runs["1"]["target_margin_mean"] - 0.2
     assert "follow the unlearned model's own test rows" in runs["follow"]["concentration_warning"]
     assert "assume class_slope 2.5" in runs["2.5"]["concentration_warning"]
     assert "warning: the request removes a large share" in result.stderr
@@ -168,13 +172,15 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     # a class slope given (it already says how far the class falls), nor by default
     assert runs["follow"]["targets_follow_test_rows"] and "target_margin_mean" in runs["follow"]["history"][-1]
     assert runs["follow"]["target_margin_mean"] == runs["follow"]["history"][-1]["target_margin_mean"]
-    assert not any(runs[k]["targets_follow_test_rows"] for k in (None, "2.5", "3:2.5", "2.5+follow"))
+    assert not any(runs[k]["targets_follow_test_rows"] for k in (None, "1", "2.5", "3:2.5", "2.5+follow"))
     assert "target_margin_mean" not in runs[None]["history"][-1]
-    # the model's test rows fell as its forgotten rows were pushed down, and the targets with them
-    assert runs["follow"]["target_margin_mean"] < runs[None]["target_margin_mean"]
+    # following starts from the prior alone (the model's own test rows carry the class's fall);
+    # they fell as its forgotten rows were pushed down, and the targets with them
+    assert runs["follow"]["history"][0]["target_margin_mean"] <= runs["1"]["target_margin_mean"] + 1e-6
+    assert runs["follow"]["target_margin_mean"] < runs["1"]["target_margin_mean"]
     # a slope of 2.5 lowers the class's targets by 1.5 x label shift more than the prior alone:
     # log(1/3) - log(~0.97) ~ -1.07 logits for the rows of digit 3, two thirds of its rows gone
-    assert runs["2.5"]["target_margin_mean"] < runs[None]["target_margin_mean"] - 0.5
+    assert runs["2.5"]["target_margin_mean"] < runs["1"]["target_margin_mean"] - 0.5
     # the same slope given to digit 3 alone (as `rfau bench` prints it) asks the same of its rows
     assert runs["3:2.5"]["target_margin_mean"] == pytest.approx(runs["2.5"]["target_margin_mean"])
     assert "assume the class slopes 3: 2.5" in runs["3:2.5"]["concentration_warning"]
