@@ -77,6 +77,7 @@ def render_card(report: dict[str, Any], base_model: str, library: str) -> str:
         f"({report.get('precision')}); built from: {last.get('built_from', 'checkpoint')}.",
         f"- Training: {training.get('epochs_run', '?')} epoch(s), {training.get('steps', '?')} step(s); "
         f"stop reason: {training.get('stop_reason') or 'epoch cap reached'}.",
+        *_warning_lines(training),
         "- Settings: " + ", ".join(f"`{k}={_short(v)}`" for k, v in sorted(report.get("settings", {}).items())),
         f"- Input weights sha256 `{last.get('input_sha256', '')}`; output weights sha256 "
         f"`{last.get('output_sha256', '')}` ({', '.join(last.get('output_weights', []))}).",
@@ -94,6 +95,13 @@ def render_card(report: dict[str, Any], base_model: str, library: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _warning_lines(training: dict[str, Any]) -> list[str]:
+    """The run's warnings (test rows as sure as training rows, a concentrated request, targets not
+    reached): whoever ships the model should read them with the audit, not only whoever ran it."""
+    return [f"- {text[0].upper()}{text[1:]}" for key, text in sorted(training.items())
+            if key.endswith("_warning") and isinstance(text, str) and text]  # fmt: skip
 
 
 def _classes(classes: Any) -> str:

@@ -123,6 +123,8 @@ def test_a_run_short_of_its_targets_can_push_harder(overfit, tmp_path, cli) -> N
     assert "--set max_forget_boost=8" in runs["default"]["targets_warning"]
     boosted = runs["boost"]["targets_warning"]
     assert "ended at 2x" in boosted and "max_forget_boost" not in boosted
+    # The model card that ships with the weights carries the warning too.
+    assert "of the asked margin drop left" in (tmp_path / "default" / "README.md").read_text()
 
 
 def test_training_rows_as_test_data_are_flagged(overfit, tmp_path, cli) -> None:
