@@ -163,9 +163,9 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
         runs[slope] = json.loads(result.stdout)["training"]
     warning = runs[None]["concentration_warning"]
     assert f"3 ({100 * len(taken) / len(threes):.0f}%)" in warning  # the class, by its label name
-    assert "the default class slope 1.5" in warning
+    assert "the default class slope 2" in warning
     assert "the class prior alone (class_slope 1)" in runs["1"]["concentration_warning"]
-    # the default asks more of the class's rows than the prior alone (1.5 against 1 x label shift)
+    # the default asks more of the class's rows than the prior alone (2 against 1 x label shift)
     assert runs[None]["target_margin_mean"] < runs["1"]["target_margin_mean"] - 0.2
     assert "follow the unlearned model's own test rows" in runs["follow"]["concentration_warning"]
     assert "assume class_slope 2.5" in runs["2.5"]["concentration_warning"]

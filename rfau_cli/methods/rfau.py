@@ -123,7 +123,8 @@ class TargetParams(MethodParams):
     class_slope: float = param(
         CLASS_SLOPE,
         "Sample mode, for a class a request takes 30% or more of: how fast a retrain's logit for it falls with "
-        "the log of the share of its rows kept (1: the class prior alone; 1.5, the default, a cautious prior). "
+        "the log of the share of its rows kept (1: the class prior alone; 2, the default, is below most "
+        "retrains' own). "
         "`rfau bench` measures a class's "
         "slope against retrains; pass it for later requests concentrated in the same class.",
         ge=0,
@@ -330,8 +331,8 @@ class RFAU(Method):
     def _warn_if_concentrated(self, ctx: FitContext, train_labels: np.ndarray, f_labels: np.ndarray) -> None:
         """Say so when the request takes 30% or more of a class's rows: how much less a retrain
         learns such a class depends on the model and the class, and sample mode assumes the
-        class slope it is given (a cautious 1.5 by default), or follows its own test rows when asked
-        to (README: 61-88% of the gap closed on the bench's such requests with the default, 71-89%
+        class slope it is given (2 by default), or follows its own test rows when asked
+        to (README: 51-91% of the gap closed on the bench's such requests with the default, 71-89%
         on random ones, pooled over three forget sets x six originals of each model)."""
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
         if not taken:
@@ -347,10 +348,10 @@ class RFAU(Method):
             )
         elif not own.keys() & used.keys() and slope == CLASS_SLOPE:
             assumed = (
-                f"the targets assume the default class slope {CLASS_SLOPE:g}, a cautious prior (retrains' own "
-                "slopes ran from -2 to 7 by model, original and class on the bench), so expect those rows to stay "
+                f"the targets assume the default class slope {CLASS_SLOPE:g} (retrains' own slopes ran from -2 to 7 "
+                "by model, original and class on the bench), so expect those rows to stay "
                 "more familiar than after a retrain where the class's own slope is higher (on the bench such requests "
-                "closed 61-88% of the gap, random ones 71-89%)"
+                "closed 51-91% of the gap, random ones 71-89%)"
             )
         elif all(v == 1.0 for v in used.values()):
             assumed = (
