@@ -350,8 +350,8 @@ class RFAU(Method):
             assumed = (
                 f"the targets assume the default class slope {CLASS_SLOPE:g} (retrains' own slopes ran from -2 to 7 "
                 "by model, original and class on the bench), so expect those rows to stay "
-                "more familiar than after a retrain where the class's own slope is higher (on the bench such requests "
-                "closed 51-91% of the gap, random ones 71-89%)"
+                "more familiar than after a retrain where the class's own slope is higher, and less where it is lower "
+                "(on the bench such requests closed 51-91% of the gap, random ones 71-89%)"
             )
         elif all(v == 1.0 for v in used.values()):
             assumed = (
