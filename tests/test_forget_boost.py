@@ -16,7 +16,7 @@ from rfau_cli.methods.rfau import RFAU, STALL_EPOCHS, TARGET_TOLERANCE
 ASKED = 1.0  # the mean drop asked: the run is done at TARGET_TOLERANCE * ASKED of excess
 
 
-def _run(excess_by_epoch: list[float], cap: int = 60, most: float = 8.0, monkeypatch=None) -> tuple[RFAU, list[float]]:
+def _run(monkeypatch, excess_by_epoch: list[float], cap: int = 60, most: float = 8.0) -> tuple[RFAU, list[float]]:
     """Feed a method one epoch at a time, as the training loop does (the record is appended to
     the history before the stop rule sees it); returns the boost in force after each epoch."""
     monkeypatch.setattr(loop, "epochs_to_run", lambda method, ctx: cap)
@@ -33,7 +33,7 @@ def _run(excess_by_epoch: list[float], cap: int = 60, most: float = 8.0, monkeyp
 
 
 def test_a_stalled_run_doubles_its_pull_every_two_windows_up_to_the_cap(monkeypatch) -> None:
-    _, boosts = _run([0.5] * 60, monkeypatch=monkeypatch)
+    _, boosts = _run(monkeypatch, [0.5] * 60)
     first = 2 * STALL_EPOCHS  # the first epoch with two windows behind it
     assert boosts[: first - 1] == [1.0] * (first - 1)
     assert boosts[first - 1] == 2.0
@@ -48,17 +48,17 @@ def test_a_slow_run_on_course_for_its_target_is_not_pushed(monkeypatch) -> None:
     noise = np.random.default_rng(0).uniform(0.9, 1.1, 100)
     excess = [3.0 * 0.95**epoch * n for epoch, n in enumerate(noise)]
     assert excess[-1] < TARGET_TOLERANCE * ASKED
-    _, boosts = _run(excess[:80], cap=100, monkeypatch=monkeypatch)
+    _, boosts = _run(monkeypatch, excess[:80], cap=100)
     assert set(boosts) == {1.0}
 
 
 def test_a_run_that_slows_down_too_soon_is_pushed(monkeypatch) -> None:
     # Fast at first, then 1% an epoch from 0.4: at that rate 0.4 * 0.99^40 = 0.27 at the cap.
     excess = [0.8**epoch for epoch in range(5)] + [0.4 * 0.99**epoch for epoch in range(20)]
-    _, boosts = _run(excess, monkeypatch=monkeypatch)
+    _, boosts = _run(monkeypatch, excess)
     assert boosts[-1] > 1.0
 
 
 def test_max_forget_boost_one_keeps_the_gentle_pull(monkeypatch) -> None:
-    method, boosts = _run([0.5] * 60, most=1.0, monkeypatch=monkeypatch)
+    method, boosts = _run(monkeypatch, [0.5] * 60, most=1.0)
     assert set(boosts) == {1.0} and method.boost == 1.0

@@ -178,7 +178,10 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     assert "target_margin_mean" not in runs[None]["history"][-1]
     # following starts from the prior alone (the model's own test rows carry the class's fall);
     # they fell as its forgotten rows were pushed down, and the targets with them
-    assert runs["follow"]["history"][0]["target_margin_mean"] <= runs["1"]["target_margin_mean"] + 1e-6
+    # (after one epoch its targets sit at or just below the prior alone's, far above the default
+    # slope's: from slope 2 they would start ~1 logit lower)
+    first = runs["follow"]["history"][0]["target_margin_mean"]
+    assert runs[None]["target_margin_mean"] + 0.5 < first <= runs["1"]["target_margin_mean"] + 1e-6
     assert runs["follow"]["target_margin_mean"] < runs["1"]["target_margin_mean"]
     # a slope of 2.5 lowers the class's targets by 1.5 x label shift more than the prior alone:
     # log(1/3) - log(~0.97) ~ -1.07 logits for the rows of digit 3, two thirds of its rows gone

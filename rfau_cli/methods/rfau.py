@@ -280,13 +280,13 @@ class RFAU(Method):
             splits.labels[population], ctx.num_labels, self.slope, self.per_class,
         )  # fmt: skip
         if familiar_test_rows(m_margin, t_margin):
-            warning = (
+            _warn(
+                ctx,
+                "target_warning",
                 f"warning: the model is as sure of the test rows as of its training rows (median margin "
                 f"{np.median(t_margin):.2f} against {np.median(m_margin):.2f}): sample targets take test rows "
-                "as non-members and will ask too little; pass held-out rows drawn like the training data"
+                "as non-members and will ask too little; pass held-out rows drawn like the training data",
             )
-            ctx.progress.log(warning)
-            ctx.state["target_warning"] = warning
         self.slot = np.full(len(splits.labels), -1, dtype=np.int64)
         self.slot[splits.forget] = np.arange(len(splits.forget))
         self.target_margin = torch.as_tensor(target_margin, dtype=torch.float32, device=ctx.device)
@@ -364,15 +364,15 @@ class RFAU(Method):
             each = ", ".join(f"{names.get(c, c)}: {v:g}" for c, v in used.items())
             assumed = f"the targets assume the class slopes {each}"
         listed = ", ".join(f"{names.get(c, c)} ({100 * share:.0f}%)" for c, share in sorted(taken.items()))
-        warning = (
+        _warn(
+            ctx,
+            "concentration_warning",
             f"warning: the request removes a large share of some classes' training rows: {listed}. A model "
             "retrained without them would also learn those classes worse, by an amount that depends on the model "
             f"and the class; {assumed}. `rfau bench` against retrains measures a class's slope, to pass with "
             "`--set class_slopes=CLASS:SLOPE` for later requests concentrated in the same class; check this result "
-            "with `rfau audit --reference`"
+            "with `rfau audit --reference`",
         )
-        ctx.progress.log(warning)
-        ctx.state["concentration_warning"] = warning
 
     def class_targets(self, t_logits: Any) -> list[Any]:
         """Class mode: every tap of a forget row goes to the prototype of its best kept class."""
@@ -474,9 +474,9 @@ class RFAU(Method):
         excess = ctx.history[-1].get("margin_excess") if ctx.history else None
         if excess is None or not self.last_asked:
             return
-        reached = str(result.get("stop_reason", "")).startswith("converged")
-        ctx.state["targets_reached"] = reached
         left = excess / self.last_asked
+        reached = left <= TARGET_TOLERANCE  # the stop rule's own test, on the last epoch it scored
+        ctx.state["targets_reached"] = reached
         ctx.state["margin_drop_left"] = round(left, 4)
         if reached:
             return
@@ -484,13 +484,13 @@ class RFAU(Method):
         hints = ["raise --epochs"] if ctx.settings.epochs_from_user else []
         if getattr(ctx.params, "max_forget_boost", None) == 1.0:
             hints.append("`--set max_forget_boost=8` pushes harder where a run stalls, at some test accuracy (README)")
-        warning = (
+        _warn(
+            ctx,
+            "targets_warning",
             f"warning: the epoch cap stopped the run with {100 * left:.0f}% of the asked margin drop left{boosted}: "
             f"the forgotten rows stay more familiar than their targets ask; {'; '.join(hints + [''])}check the "
-            "result with `rfau audit --reference`"
+            "result with `rfau audit --reference`",
         )
-        ctx.progress.log(warning)
-        ctx.state["targets_warning"] = warning
 
     def _boost_if_stalled(self, ctx: FitContext, record: dict[str, float], asked: float) -> None:
         """Double the forget weight when the margins' excess, falling at the rate of its last two
@@ -527,6 +527,12 @@ def kept_margin_hinge(student: Any, teacher: Any, labels: Any) -> Any:
 
     m0 = margin(teacher)
     return (torch.relu(m0.clamp(max=KEPT_MARGIN_FLOOR) - margin(student)) * (m0 > 0).float()).mean()
+
+
+def _warn(ctx: FitContext, key: str, text: str) -> None:
+    """A warning on stderr and in the report's `training` block (and so in the model card)."""
+    ctx.progress.log(text)
+    ctx.state[key] = text
 
 
 def _score(ctx: FitContext, rows: np.ndarray, test: bool, forward: Any = None) -> np.ndarray:
