@@ -461,7 +461,7 @@ def _apply_umask(root: Path) -> None:
         os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
-def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
+def save_model(model: Any, ref: CheckpointRef, out: Path, save: str, head_changed: bool = False) -> Any:
     """Write the adapter and/or merged weights (+ processor files) into `out`.
 
     adapter: the adapter at the top of `out`; merged: a plain checkpoint; both: the merged
@@ -471,6 +471,11 @@ def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
     merged in), the adapter written is both in one, on the same base: peft's "cat" combination
     (rank r1 + r2, exact: the two low-rank updates side by side), so the output is again
     "base + one adapter".
+
+    `head_changed`: the method changed the classifier head (RFAU moves a concentrated request's
+    class prior into its bias: head_shift.py). The head is no LoRA target, so the adapter then
+    carries the whole head as peft `modules_to_save`; so does one combined with an input adapter
+    that carried its own.
 
     Returns the model to evaluate afterwards (the merged one when it was merged), so the
     report's numbers are those of the files written.
@@ -487,6 +492,8 @@ def save_model(model: Any, ref: CheckpointRef, out: Path, save: str) -> Any:
             _save_combined_adapter(model, ref, adapter_dir)
         else:
             model.save_pretrained(str(adapter_dir))
+        if head_changed or (ref.adapter_dir is not None and _carries_head(ref.adapter_dir)):
+            _carry_head(model, adapter_dir)
         (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's model-card stub says nothing true
         _sort_adapter_config(adapter_dir / ADAPTER_CONFIG_FILE)
     if save in ("merged", "both"):
@@ -519,6 +526,35 @@ def _save_combined_adapter(model: Any, ref: CheckpointRef, adapter_dir: Path) ->
     state = get_peft_model_state_dict(combo, adapter_name="combined")
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(adapter_dir / ADAPTER_WEIGHTS_FILE),
               metadata={"format": "pt"})
+
+
+def _carries_head(adapter_dir: Path) -> bool:
+    """The adapter replaces modules of its base (peft `modules_to_save`: a head RFAU shifted)."""
+    return bool(json.loads((adapter_dir / ADAPTER_CONFIG_FILE).read_text()).get("modules_to_save"))
+
+
+def _carry_head(model: Any, adapter_dir: Path) -> None:
+    """Write the model's classifier head (its weight and bias as they are now) into the adapter
+    at `adapter_dir` as `modules_to_save`, in peft's file format (keys `base_model.model.<name>.*`,
+    the name the module has in the transformers model), so that base + adapter is the trained
+    model, head included."""
+    from safetensors.torch import load_file, save_file
+
+    from rfau_cli.features import find_head
+
+    inner = model.get_base_model()
+    head = find_head(inner)
+    name = next(n for n, module in inner.named_modules() if module is head)
+    weights = adapter_dir / ADAPTER_WEIGHTS_FILE
+    state = load_file(str(weights))
+    for part in ("weight", "bias"):
+        tensor = getattr(head, part, None)
+        if tensor is not None:
+            state[f"base_model.model.{name}.{part}"] = tensor.detach().contiguous().cpu()
+    save_file(state, str(weights), metadata={"format": "pt"})
+    config = json.loads((adapter_dir / ADAPTER_CONFIG_FILE).read_text())
+    config["modules_to_save"] = sorted({*(config.get("modules_to_save") or []), name})
+    (adapter_dir / ADAPTER_CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def _sort_adapter_config(path: Path) -> None:

@@ -78,6 +78,7 @@ def render_card(report: dict[str, Any], base_model: str, library: str) -> str:
         f"- Training: {training.get('epochs_run', '?')} epoch(s), {training.get('steps', '?')} step(s); "
         f"stop reason: {training.get('stop_reason') or 'epoch cap reached'}.",
         *_warning_lines(training),
+        *_head_shift_lines(training),
         "- Settings: " + ", ".join(f"`{k}={_short(v)}`" for k, v in sorted(report.get("settings", {}).items())),
         f"- Input weights sha256 `{last.get('input_sha256', '')}`; output weights sha256 "
         f"`{last.get('output_sha256', '')}` ({', '.join(last.get('output_weights', []))}).",
@@ -102,6 +103,20 @@ def _warning_lines(training: dict[str, Any]) -> list[str]:
     reached): whoever ships the model should read them with the audit, not only whoever ran it."""
     return [f"- {text[0].upper()}{text[1:]}" for key, text in sorted(training.items())
             if key.endswith("_warning") and isinstance(text, str) and text]  # fmt: skip
+
+
+def _head_shift_lines(training: dict[str, Any]) -> list[str]:
+    """The classifier head's bias moved (a request concentrated in a class: head_shift.py): the
+    shipped head differs from the base model's, and anyone comparing logits should know."""
+    shift = training.get("head_shift") or {}
+    if not shift:
+        return []
+    large = ", ".join(f"{c} by {-v:.2f}" for c, v in shift.items() if v <= -0.1)
+    return [
+        f"- Classifier head: the bias lowered for the classes this request took much of ({large or 'none over 0.1'} "
+        f"logits; the others by at most {max((-v for v in shift.values() if v > -0.1), default=0.0):.2f}), as a "
+        "model retrained without their rows would be less sure of them."
+    ]
 
 
 def _classes(classes: Any) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from rfau_cli.methods.margin_targets import (
+    class_log_prior,
     concentrated_classes,
     familiar_test_rows,
     label_shift,
@@ -109,3 +110,16 @@ def test_concentrated_classes_are_those_a_request_takes_30_percent_of() -> None:
     taken = concentrated_classes(train, np.concatenate([np.full(60, 2), np.full(30, 1), [0]]), 4)
     assert taken == {1: 0.3, 2: 0.6}
     assert concentrated_classes(train, np.zeros(0, dtype=np.int64), 6) == {}  # classes without rows
+
+
+def test_the_class_prior_is_the_per_class_fall_the_targets_use() -> None:
+    """The vector RFAU moves into the head's bias is the one the targets' label-shift term is the
+    difference of: moving it there asks nothing new of the rows, it makes the class-wide part."""
+    labels = np.repeat(np.arange(4), 50)
+    forget = np.concatenate([np.flatnonzero(labels == 2)[:30], np.flatnonzero(labels == 1)[:5]])
+    prior = class_log_prior(labels, labels[forget], 4, class_slope=2.0, per_class={1: 3.0})
+    # class 2 lost 60% (concentrated: the slope), class 1 10% (prior only, its own slope unused), 0 and 3 nothing
+    assert np.allclose(prior, [0.0, np.log(0.9), 2.0 * np.log(0.4), 0.0])
+    runner_up = (labels[forget] + 1) % 4
+    shift = label_shift(labels, labels[forget], runner_up, 4, class_slope=2.0, per_class={1: 3.0})
+    assert np.allclose(shift, prior[labels[forget]] - prior[runner_up])

@@ -191,6 +191,79 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     assert "assume the class slopes 3: 2.5" in runs["3:2.5"]["concentration_warning"]
 
 
+def _concentrated_forget(overfit, tmp_path: Path) -> tuple[Path, float]:
+    """Two thirds of digit 3's rows of the overfit model's data, and log of the share kept."""
+    import datasets
+
+    labels = np.asarray(datasets.load_from_disk(str(overfit.data[0]))["label"])
+    threes = np.flatnonzero(labels == 3)
+    taken = threes[: (2 * len(threes)) // 3]
+    forget = tmp_path / "forget.txt"
+    forget.write_text("\n".join(map(str, taken)) + "\n")
+    return forget, float(np.log(1 - len(taken) / len(threes)))
+
+
+def _test_logits(model, data: Path) -> torch.Tensor:
+    import datasets
+
+    test = datasets.load_from_disk(str(data))
+    pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in test["image"]]))[:, None]
+    with torch.no_grad():
+        return model(pixel_values=pixels).logits
+
+
+def test_a_concentrated_request_moves_the_class_prior_into_the_head(overfit, tmp_path, cli) -> None:
+    """A retrain that lost two thirds of digit 3 is less sure of the whole class: the head's bias for
+    3 falls by the class slope x log(1/3), for every row, unseen ones too; the adapter carries the
+    head (peft modules_to_save), so base + adapter is the merged model, and a later request on the
+    adapter output keeps it."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageClassification
+
+    forget, log_kept = _concentrated_forget(overfit, tmp_path)
+    report = _unlearn(cli, overfit.original, overfit.data, forget, tmp_path / "out", "--epochs", 2)
+    shift = report["training"]["head_shift"]
+    assert shift["3"] == pytest.approx(2 * log_kept, abs=1e-3)  # the default class slope, 2
+    assert all(-0.1 < v <= 0 for c, v in shift.items() if c != "3")  # the other classes' prior, slope 1
+    config = json.loads((tmp_path / "out" / "adapter" / "adapter_config.json").read_text())
+    assert config["modules_to_save"] == ["classifier.1"]
+    merged = AutoModelForImageClassification.from_pretrained(tmp_path / "out").eval()
+    original = AutoModelForImageClassification.from_pretrained(overfit.original).eval()
+    original_bias = original.classifier[1].bias.detach().clone()  # peft wraps the module in place below
+    bias_fall = (merged.classifier[1].bias.detach() - original_bias).numpy()
+    assert bias_fall == pytest.approx([shift[str(c)] for c in range(10)], abs=1e-5)
+    assert f"3 by {-shift['3']:.2f}" in (tmp_path / "out" / "README.md").read_text()  # the model card says so
+    adapted = PeftModel.from_pretrained(original, tmp_path / "out" / "adapter").eval()
+    assert torch.allclose(_test_logits(merged, overfit.data[1]), _test_logits(adapted, overfit.data[1]), atol=1e-4)
+
+    # an adapter-only output, then a second (random) request on it: the adapter written holds both
+    # requests' residuals and the first one's head
+    _unlearn(cli, overfit.original, overfit.data, forget, tmp_path / "first", "--epochs", 2, "--save", "adapter")
+    second = tmp_path / "second.txt"
+    second.write_text("0\n1\n2\n")
+    after = _unlearn(cli, tmp_path / "first", overfit.data, second, tmp_path / "both", "--epochs", 1,
+                     "--save", "adapter")  # fmt: skip
+    assert "head_shift" not in after["training"]
+    base = AutoModelForImageClassification.from_pretrained(overfit.original).eval()
+    chained = PeftModel.from_pretrained(base, tmp_path / "both").eval()
+    head = chained.base_model.model.classifier[1].modules_to_save["default"]
+    assert (head.bias.detach() - original_bias)[3].item() == pytest.approx(2 * log_kept, abs=1e-3)
+    accuracy = (_test_logits(chained, overfit.data[1]).argmax(-1) == torch.tensor(_test_labels(overfit))).float().mean()
+    assert accuracy.item() == pytest.approx(after["metrics"]["after"]["test"]["acc"], abs=1e-6)
+
+    # asked not to, the targets alone carry the class's fall: the head and the adapter stay as they were
+    plain = _unlearn(cli, overfit.original, overfit.data, forget, tmp_path / "plain", "--epochs", 2,
+                     "--set", "class_prior_in_head=false")  # fmt: skip
+    assert "head_shift" not in plain["training"]
+    assert not json.loads((tmp_path / "plain" / "adapter" / "adapter_config.json").read_text()).get("modules_to_save")
+
+
+def _test_labels(overfit) -> list[int]:
+    import datasets
+
+    return list(datasets.load_from_disk(str(overfit.data[1]))["label"])
+
+
 @pytest.mark.parametrize(
     ("value", "says"),
     [("3=2", "is not CLASS:SLOPE"), ("horse:2", "the model has no class 'horse'"), ("3:-2", "0 or more")],

@@ -105,7 +105,7 @@ def run_unlearn(
             if main:
                 with atomic_output_dir(cfg.out, claim) as tmp:
                     with progress.phase("save"):
-                        model = save_model(ctx.model, ref, tmp, cfg.save)
+                        model = save_model(ctx.model, ref, tmp, cfg.save, head_changed="head_shift" in ctx.state)
                         stamp_provenance(tmp, job, method.name, settings.seed)
                     with progress.phase("audit_after"):
                         after_scores, after = job.audit(model)

@@ -31,6 +31,9 @@ less a retrain learns its class from the rows the request leaves:
   to requests concentrated in the same class of the same model. Below
   CONCENTRATED_SHARE a class's loss of rows is small and a random request's differences
   between classes are sampling noise: the slope does not apply there.
+- RFAU also moves the same per-class fall (`class_log_prior`) into the classifier head's bias
+  for a concentrated request (head_shift.py): the targets stay as they are, and the head makes
+  the class-wide part of the drop, for the class's kept and unseen rows too.
 - Targets never lie above the row's own margin: forgetting does not make a row more familiar.
 - Pooled over classes, not per class: per-class quantiles (~40-100 test rows a class) measured
   worse on random requests (ViT: 66% against 81%) and no better on concentrated ones.
@@ -119,6 +122,23 @@ def kept_log_share(train_labels: np.ndarray, forget_labels: np.ndarray, num_labe
     return np.log(np.clip((counts - gone) / np.maximum(counts, 1.0), MIN_KEPT_SHARE, None))
 
 
+def class_log_prior(
+    train_labels: np.ndarray,
+    forget_labels: np.ndarray,
+    num_labels: int,
+    class_slope: float = 1.0,
+    per_class: Mapping[int, float] | None = None,
+) -> np.ndarray:
+    """s_c log(1 - f_c) per class: how much lower a retrain's logit for class c sits for the class's
+    loss of rows. s is 1 (the class prior alone, label shift) except for the classes the request
+    takes CONCENTRATED_SHARE or more of: there it is the class's own slope in `per_class` when
+    given, else `class_slope`."""
+    kept = kept_log_share(train_labels, forget_labels, num_labels)
+    for c in concentrated_classes(train_labels, forget_labels, num_labels):
+        kept[c] *= (per_class or {}).get(c, class_slope)
+    return kept
+
+
 def label_shift(
     train_labels: np.ndarray,
     forget_labels: np.ndarray,
@@ -128,13 +148,9 @@ def label_shift(
     per_class: Mapping[int, float] | None = None,
 ) -> np.ndarray:
     """s_y log(1 - f_y) - s_c' log(1 - f_c') per forget row (label y, runner-up c'): how much less
-    sure of the row a retrain is for its classes' loss of rows. s is 1 (the class prior alone,
-    label shift) except for the classes the request takes CONCENTRATED_SHARE or more of: there it
-    is the class's own slope in `per_class` when given, else `class_slope`."""
-    kept = kept_log_share(train_labels, forget_labels, num_labels)
-    for c in concentrated_classes(train_labels, forget_labels, num_labels):
-        kept[c] *= (per_class or {}).get(c, class_slope)
-    return kept[forget_labels] - kept[runner_up]
+    sure of the row a retrain is for its classes' loss of rows (`class_log_prior`)."""
+    prior = class_log_prior(train_labels, forget_labels, num_labels, class_slope, per_class)
+    return prior[forget_labels] - prior[runner_up]
 
 
 def familiar_test_rows(member_margin: np.ndarray, test_margin: np.ndarray) -> bool:
