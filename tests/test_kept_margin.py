@@ -1,6 +1,6 @@
 """The hinge that keeps kept rows on their side of the decision boundary in sample mode
 (rfau_cli/methods/rfau.py, `kept_margin_hinge`): zero for a row that keeps min(its own margin,
-1 logit), the shortfall for one that slipped, and nothing for a row the original got wrong."""
+the floor), the shortfall for one that slipped, and nothing for a row the original got wrong."""
 
 from __future__ import annotations
 
@@ -13,20 +13,22 @@ from rfau_cli.methods.rfau import KEPT_MARGIN_FLOOR, kept_margin_hinge
 def test_only_rows_that_slip_below_their_floor_count() -> None:
     labels = torch.tensor([0, 0, 1, 2])
     teacher = torch.tensor([
-        [5.0, 0.0, 0.0],  # margin 5: its floor is 1
+        [5.0, 0.0, 0.0],  # margin 5: held at the floor
         [0.5, 0.0, 0.0],  # margin 0.5: its floor is its own margin
-        [0.0, 3.0, 0.0],  # margin 3: floor 1
+        [0.0, 3.0, 0.0],  # margin 3: held at the floor (or 3)
         [4.0, 0.0, 1.0],  # the original gets it wrong (margin -3): never held
     ])  # fmt: skip
     student = torch.tensor([
-        [2.0, 0.0, 0.0],  # margin 2 >= 1: fine, though it lost 3 logits of confidence
+        [2.0, 0.0, 0.0],  # margin 2: at floor 1 or 2, fine, though it lost 3 logits of confidence
         [0.2, 0.0, 0.0],  # margin 0.2 < 0.5: short by 0.3
-        [0.0, 0.5, 1.0],  # margin -0.5 < 1: short by 1.5 (it crossed the boundary)
+        [0.0, 0.5, 1.0],  # margin -0.5: short by 1.5 of floor 1 (it crossed the boundary)
         [9.0, 0.0, 0.0],  # anything: not counted
     ])  # fmt: skip
-    assert KEPT_MARGIN_FLOOR == 1.0
-    assert kept_margin_hinge(student, teacher, labels).item() == pytest.approx((0.3 + 1.5) / 4)
+    assert kept_margin_hinge(student, teacher, labels, floor=1.0).item() == pytest.approx((0.3 + 1.5) / 4)
     assert kept_margin_hinge(teacher, teacher, labels).item() == 0.0  # the original itself pays nothing
+    # the default floor, 2 logits: the first row (margin 2) just holds, the third is 2.5 short
+    assert KEPT_MARGIN_FLOOR == 2.0
+    assert kept_margin_hinge(student, teacher, labels).item() == pytest.approx((0.3 + 2.5) / 4)
 
 
 def test_the_hinge_pulls_a_slipped_row_back_up() -> None:
