@@ -24,8 +24,8 @@ import numpy as np
 
 
 def shift_head(head: Any, shift: np.ndarray, teacher_head: Any | None = None) -> bool:
-    """Add `shift` (one value a class, logits) to the head's bias, and to `teacher_head`'s when
-    the teacher is a separate copy (full-weight methods), so that the kept rows' margin hinge
+    """Add `shift` (one value a class, logits) to the head's bias, and to `teacher_head`'s, given
+    only when the teacher is a separate copy (full-weight methods), so that the kept rows' margin hinge
     compares the student with a teacher that has the same prior. False (nothing changed) for a
     head without a bias: then the targets alone carry the class's fall."""
     import torch
@@ -33,6 +33,6 @@ def shift_head(head: Any, shift: np.ndarray, teacher_head: Any | None = None) ->
     if getattr(head, "bias", None) is None:
         return False
     with torch.no_grad():
-        for module in [head] + ([teacher_head] if teacher_head is not None and teacher_head is not head else []):
+        for module in filter(None, (head, teacher_head)):
             module.bias += torch.as_tensor(shift, dtype=module.bias.dtype, device=module.bias.device)
     return True

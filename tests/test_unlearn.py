@@ -143,13 +143,7 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     """Most of one class's rows (one user's data is often one kind): a retrain would learn the
     class worse, by an amount the run does not know, so it says so; a class slope measured by
     `rfau bench` and passed on asks more of the class's rows."""
-    import datasets
-
-    labels = np.asarray(datasets.load_from_disk(str(overfit.data[0]))["label"])
-    threes = np.flatnonzero(labels == 3)
-    forget = tmp_path / "forget.txt"
-    taken = threes[: (2 * len(threes)) // 3]
-    forget.write_text("\n".join(map(str, taken)) + "\n")
+    forget, taken = _concentrated_forget(overfit, tmp_path)
     runs = {}
     settings = {None: [], "1": ["--set", "class_slope=1"], "follow": ["--set", "follow_test_rows=true"],
                 "2.5": ["--set", "class_slope=2.5"],
@@ -162,7 +156,7 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
         assert result.exit_code == 0, result.stderr
         runs[slope] = json.loads(result.stdout)["training"]
     warning = runs[None]["concentration_warning"]
-    assert f"3 ({100 * len(taken) / len(threes):.0f}%)" in warning  # the class, by its label name
+    assert f"3 ({100 * taken:.0f}%)" in warning  # the class, by its label name
     assert "the default class slope 2" in warning
     assert "the class prior alone (class_slope 1)" in runs["1"]["concentration_warning"]
     # the default asks more of the class's rows than the prior alone (2 against 1 x label shift)
@@ -192,7 +186,8 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
 
 
 def _concentrated_forget(overfit, tmp_path: Path) -> tuple[Path, float]:
-    """Two thirds of digit 3's rows of the overfit model's data, and log of the share kept."""
+    """A forget list of two thirds of digit 3's rows of the overfit model's data, and the share of
+    the class it takes."""
     import datasets
 
     labels = np.asarray(datasets.load_from_disk(str(overfit.data[0]))["label"])
@@ -200,14 +195,20 @@ def _concentrated_forget(overfit, tmp_path: Path) -> tuple[Path, float]:
     taken = threes[: (2 * len(threes)) // 3]
     forget = tmp_path / "forget.txt"
     forget.write_text("\n".join(map(str, taken)) + "\n")
-    return forget, float(np.log(1 - len(taken) / len(threes)))
+    return forget, len(taken) / len(threes)
 
 
-def _test_logits(model, data: Path) -> torch.Tensor:
+def _test_rows(data: Path, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `rows` (all) test images as the digits models take them, and their labels."""
     import datasets
 
     test = datasets.load_from_disk(str(data))
-    pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in test["image"]]))[:, None]
+    images = test["image"][:rows] if rows else test["image"]
+    pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images]))[:, None]
+    return pixels, torch.tensor(list(test["label"][: len(pixels)]))
+
+
+def _logits(model, pixels: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(pixel_values=pixels).logits
 
@@ -220,7 +221,9 @@ def test_a_concentrated_request_moves_the_class_prior_into_the_head(overfit, tmp
     from peft import PeftModel
     from transformers import AutoModelForImageClassification
 
-    forget, log_kept = _concentrated_forget(overfit, tmp_path)
+    forget, taken = _concentrated_forget(overfit, tmp_path)
+    log_kept = float(np.log(1 - taken))
+    pixels, labels = _test_rows(overfit.data[1])
     report = _unlearn(cli, overfit.original, overfit.data, forget, tmp_path / "out", "--epochs", 2)
     shift = report["training"]["head_shift"]
     assert shift["3"] == pytest.approx(2 * log_kept, abs=1e-3)  # the default class slope, 2
@@ -234,7 +237,7 @@ def test_a_concentrated_request_moves_the_class_prior_into_the_head(overfit, tmp
     assert bias_fall == pytest.approx([shift[str(c)] for c in range(10)], abs=1e-5)
     assert f"3 by {-shift['3']:.2f}" in (tmp_path / "out" / "README.md").read_text()  # the model card says so
     adapted = PeftModel.from_pretrained(original, tmp_path / "out" / "adapter").eval()
-    assert torch.allclose(_test_logits(merged, overfit.data[1]), _test_logits(adapted, overfit.data[1]), atol=1e-4)
+    assert torch.allclose(_logits(merged, pixels), _logits(adapted, pixels), atol=1e-4)
 
     # an adapter-only output, then a second (random) request on it: the adapter written holds both
     # requests' residuals and the first one's head
@@ -248,7 +251,7 @@ def test_a_concentrated_request_moves_the_class_prior_into_the_head(overfit, tmp
     chained = PeftModel.from_pretrained(base, tmp_path / "both").eval()
     head = chained.base_model.model.classifier[1].modules_to_save["default"]
     assert (head.bias.detach() - original_bias)[3].item() == pytest.approx(2 * log_kept, abs=1e-3)
-    accuracy = (_test_logits(chained, overfit.data[1]).argmax(-1) == torch.tensor(_test_labels(overfit))).float().mean()
+    accuracy = (_logits(chained, pixels).argmax(-1) == labels).float().mean()
     assert accuracy.item() == pytest.approx(after["metrics"]["after"]["test"]["acc"], abs=1e-6)
 
     # asked not to, the targets alone carry the class's fall: the head and the adapter stay as they were
@@ -256,12 +259,6 @@ def test_a_concentrated_request_moves_the_class_prior_into_the_head(overfit, tmp
                      "--set", "class_prior_in_head=false")  # fmt: skip
     assert "head_shift" not in plain["training"]
     assert not json.loads((tmp_path / "plain" / "adapter" / "adapter_config.json").read_text()).get("modules_to_save")
-
-
-def _test_labels(overfit) -> list[int]:
-    import datasets
-
-    return list(datasets.load_from_disk(str(overfit.data[1]))["label"])
 
 
 @pytest.mark.parametrize(
@@ -279,7 +276,6 @@ def test_bad_class_slopes_exit_2_before_anything_is_written(overfit, tmp_path, c
 
 def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:
     """Merged weights == base + adapter (1e-4); both load with their own libraries."""
-    import datasets
     from peft import PeftModel
     from transformers import AutoModelForImageClassification
 
@@ -290,12 +286,9 @@ def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:
     assert not hasattr(merged, "peft_config")  # a plain checkpoint: nothing applied on top
     base = AutoModelForImageClassification.from_pretrained(resnet_ckpt)
     adapted = PeftModel.from_pretrained(base, out / "adapter").eval()
-    test = datasets.load_from_disk(str(digits[1]))
-    pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in test["image"][:64]]))[:, None]
-    with torch.no_grad():
-        a, b = merged(pixel_values=pixels).logits, adapted(pixel_values=pixels).logits
+    pixels, labels = _test_rows(digits[1], 64)
+    a, b = _logits(merged, pixels), _logits(adapted, pixels)
     assert torch.allclose(a, b, atol=1e-4)
-    labels = torch.tensor(list(test["label"][:64]))
     assert not (a.argmax(-1)[labels == FORGET_CLASS] == FORGET_CLASS).any()
 
 
