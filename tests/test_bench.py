@@ -232,6 +232,12 @@ def test_floor_and_share_closed_known_numbers():
     assert [p["avg_gap_pp"] for p in floor["pairs"]] == pytest.approx([1.5, 1.0, 2.5])
     assert floor["n"] == 3 and floor["mean"] == pytest.approx(5 / 3)
     assert floor["std"] == pytest.approx(0.7637626, rel=1e-6)  # sample std of 1.5, 1.0, 2.5
+    # Metric by metric, the same pairs: UA 2, 0, 2; RA 0, 2, 2; TA 0, 2, 2; MIA-efficacy 4, 0, 4.
+    per_metric = {k: v["mean"] for k, v in floor["per_metric_pp"].items()}
+    assert per_metric == pytest.approx({"ua": 4 / 3, "ra": 4 / 3, "ta": 4 / 3, "mia_efficacy": 8 / 3})
+    assert floor["pairs"][0]["per_metric_pp"]["mia_efficacy"] == pytest.approx(4.0)
+    # The avg gap is the mean of the four, pair by pair, so the floor is the mean of the per-metric floors.
+    assert floor["mean"] == pytest.approx(sum(per_metric.values()) / 4)
     assert noise_floor([a], ["a"])["mean"] is None
 
     # gap of doing nothing 5 pp, floor 1 pp: 4 pp removable; a method at 2 pp closed 75% of it.
@@ -301,14 +307,32 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
 
     assert data["class_slope"] == {"classes": [], "rfau_used": None}  # a random 10%, and no RFAU
 
+    # The avg gap split into its four metrics: the floor's from the pair, none's and the method's
+    # averaged over the two references, each the mean of what the runs hold.
+    pair = floor["pairs"][0]["per_metric_pp"]
+    assert {k: v["mean"] for k, v in floor["per_metric_pp"].items()} == pytest.approx(
+        {k: pair[k] for k in ("ua", "ra", "ta", "mia_efficacy")}
+    )
+    assert summary[REFERENCE]["per_metric_gap_pp"] == floor["per_metric_pp"]
+    for name, run_ in (("finetune", run), (NONE, none)):
+        per_metric = summary[name]["per_metric_gap_pp"]
+        for key in ("ua", "ra", "ta", "mia_efficacy"):
+            by_ref = [g["per_metric_pp"][key] for g in run_["gap"]["per_reference"]]
+            assert per_metric[key]["mean"] == pytest.approx(sum(by_ref) / 2)
+        assert sum(v["mean"] for v in per_metric.values()) / 4 == pytest.approx(run_["gap"]["avg_gap_pp"])
+
     text = (out / BENCH_MD).read_text()
     assert "Class slope measured" not in text
     assert "Floor (mean avg gap between 1 pair of references)" in text
     assert f"{floor['mean']:.2f}" in text
+    main, per_metric_table = text.split("Gap to the references per metric")
     assert (
-        sum(line.startswith(("| retrain (reference)", "| none (original)", "| finetune")) for line in text.splitlines())
+        sum(line.startswith(("| retrain (reference)", "| none (original)", "| finetune")) for line in main.splitlines())
         == 3
     )
+    rows = {line.split(" | ")[0][2:]: line for line in per_metric_table.splitlines() if line.startswith("| ")}
+    assert list(rows)[1:] == ["floor (between references)", "none (original)", "finetune"]  # after the header
+    assert f"{floor['per_metric_pp']['mia_efficacy']['mean']:.2f}" in rows["floor (between references)"]
     assert (out / BENCH_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -66,6 +66,8 @@ METRICS = {
 }
 # Numbers a run's "gap" holds.
 GAP_NUMBERS = ("avg_gap_pp", "loss_auc_gap", "share_closed")
+# The avg gap's four metrics, whose gaps the bench also reports one by one (`per_metric_gap_pp`).
+GAP_METRICS = ("ua", "ra", "ta", "mia_efficacy")
 # Columns aggregated over seeds (mean and spread).
 NUMBERS = (*METRICS, *GAP_NUMBERS, "time_s", "total_s", "peak_memory_mib", "trainable_parameters")
 
@@ -282,15 +284,24 @@ def noise_floor(audits: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict
 
     Two retrains that differ only in their seed are both perfect unlearning, so their gap is
     what "as good as retraining" can mean: no method can be told apart from retraining below it.
-    Returns {mean, std, n, pairs}; mean None with fewer than two references.
+    The same holds metric by metric: `per_metric_pp` is each of the avg gap's four metrics'
+    mean gap over the pairs, so a method's gap on one metric can be read against its own noise
+    (the retrains may agree on UA and disagree on MIA-efficacy).
+    Returns {mean, std, n, pairs, per_metric_pp}; mean None with fewer than two references.
     """
     from rfau_cli.audit import reference_gap
 
     pairs = [
-        {"a": labels[i], "b": labels[j], "avg_gap_pp": reference_gap(audits[i], audits[j])["avg_gap_pp"]}
+        {
+            "a": labels[i],
+            "b": labels[j],
+            "avg_gap_pp": reference_gap(audits[i], audits[j])["avg_gap_pp"],
+            "per_metric_pp": _per_metric(audits[i], audits[j]),
+        }
         for i, j in itertools.combinations(range(len(audits)), 2)
     ]
-    return {**_mean_std([p["avg_gap_pp"] for p in pairs]), "pairs": pairs}
+    per_metric = {k: _mean_std([p["per_metric_pp"][k] for p in pairs]) for k in GAP_METRICS}
+    return {**_mean_std([p["avg_gap_pp"] for p in pairs]), "pairs": pairs, "per_metric_pp": per_metric}
 
 
 def gap_to_references(
@@ -526,7 +537,8 @@ def summarize(
     """One row a method: mean and spread (sample std; None with one seed) of each number.
 
     The reference row's avg gap is the floor (its spread over pairs of references); the none
-    row's is its gap to the references (spread over references).
+    row's is its gap to the references (spread over references). `per_metric_gap_pp` splits the
+    avg gap into its four metrics the same way (the reference row: the floor's per metric).
     """
     rows = []
     for name in names:
@@ -542,8 +554,22 @@ def summarize(
             row["avg_gap_pp"] = {k: floor[k] for k in ("mean", "std", "n")}
         if name == NONE and ok and ok[0].get("gap", {}).get("avg_gap_pp_stats"):
             row["avg_gap_pp"] = ok[0]["gap"]["avg_gap_pp_stats"]
+        row["per_metric_gap_pp"] = _per_metric_gaps(name, ok, floor)
         rows.append(row)
     return rows
+
+
+def _per_metric_gaps(
+    name: str, ok: list[dict[str, Any]], floor: dict[str, Any] | None
+) -> dict[str, dict[str, float | None]]:
+    """Each avg-gap metric's gap to the references: over seeds for a method, over references for
+    "none" (one model), over pairs of references for the reference row (the floor)."""
+    if name == REFERENCE:
+        return (floor or {}).get("per_metric_pp") or {k: _mean_std([]) for k in GAP_METRICS}
+    if name == NONE:
+        per_reference = ok[0].get("gap", {}).get("per_reference", []) if ok else []
+        return {k: _mean_std([g["per_metric_pp"][k] for g in per_reference]) for k in GAP_METRICS}
+    return {k: _mean_std([r.get("gap", {}).get("per_metric_pp", {}).get(k) for r in ok]) for k in GAP_METRICS}
 
 
 def _run_name(run: dict[str, Any]) -> str:

@@ -172,10 +172,38 @@ def render_markdown(result: dict[str, Any]) -> str:
         "|" + "|".join(["---"] + ["---:"] * len(columns(result))) + "|",
     ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(result)]
+    lines += per_metric_lines(result)
     failures = [f"- {_who(r)}: {r['error']}" for r in result["runs"] if r["status"] != "ok"]
     if failures:
         lines += ["", "Failed runs:", "", *failures]
     return "\n".join(lines) + "\n"
+
+
+# The avg gap's metrics, in the order and with the titles of the main table.
+PER_METRIC_COLUMNS = (("ua", "UA"), ("ra", "RA"), ("ta", "TA"), ("mia_efficacy", "MIA-efficacy"))
+
+
+def per_metric_lines(result: dict[str, Any]) -> list[str]:
+    """bench.md's second table: the avg gap split into its four metrics, the floor's first, so a
+    method's shortfall can be told from noise metric by metric (none with fewer than two
+    references: there is no floor to read them against)."""
+    if not _floor_known(result):
+        return []
+    lines = [
+        "",
+        "Gap to the references per metric (pp; mean ± std over method seeds, over references for none, over "
+        "pairs of references for the floor). A method at the floor on a metric is as close there as another retrain.",
+        "",
+        "| " + " | ".join(["method", *(title for _, title in PER_METRIC_COLUMNS)]) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(PER_METRIC_COLUMNS)) + "|",
+    ]
+    for row in result["summary"]:
+        gaps = row.get("per_metric_gap_pp")
+        if row["status"] == "failed" or not gaps:
+            continue
+        name = "floor (between references)" if row["method"] == REFERENCE else row_name(row["method"])
+        lines.append("| " + " | ".join([name, *(_cell(gaps.get(key), "pp") for key, _ in PER_METRIC_COLUMNS)]) + " |")
+    return lines
 
 
 def _who(run: dict[str, Any]) -> str:
