@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rfau_cli.commands.bench import NONE, REFERENCE
+from rfau_cli.commands.bench import GAP_METRICS, NONE, REFERENCE
 
 # (summary key, column title, short title for the terminal, how to format)
 COLUMNS = (
@@ -179,8 +179,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The avg gap's metrics, in the order and with the titles of the main table.
-PER_METRIC_COLUMNS = (("ua", "UA"), ("ra", "RA"), ("ta", "TA"), ("mia_efficacy", "MIA-efficacy"))
+# The avg gap's metrics (bench.GAP_METRICS), titled as in the main table without its unit.
+PER_METRIC_COLUMNS = tuple((key, title.removesuffix(" (%)")) for key, title, _, _ in COLUMNS if key in GAP_METRICS)
 
 
 def per_metric_lines(result: dict[str, Any]) -> list[str]:

@@ -67,22 +67,21 @@ MARGIN_BETA = 1.0
 SAMPLE_FORGET_SCALE = 0.025
 SAMPLE_RETAIN_RATIO = 2
 # Sample mode: a hinge on the kept rows' margins (kept_margin_hinge), added to the retain term:
-# a kept row the original gets right must keep a margin of min(its own, KEPT_MARGIN_FLOOR). Measured,
-# with a floor of 1 logit, on
-# the bench's digits models, 3 forget sets x 6 originals x 3 seeds x 3 retrains, pooled share of
-# the removable gap without -> with it: random 10% fitted ResNet 80 -> 86%, ViT 64 -> 71%,
-# memorising ResNet 88 -> 89%; concentrated 54/75/51 -> 55/75/49%; test accuracy 0.4-0.9
-# points better kept; MiniLM 78 -> 78%, 97 -> 98% (docs/results.md, "A hinge on the kept rows'
-# margins"). Weight 0.3 on the random requests: ViT 64 -> 60%, fitted ResNet 80 -> 82% (it holds
-# the forgotten rows' neighbours too, and with them the forgotten rows). The floor, measured after
-# (same 18 draws a scenario; concentrated requests with the class prior in the head; pooled share,
-# floor 1 -> 2, test accuracy change): random fitted ResNet 86 -> 88% (14 of 18 draws better),
-# memorising 89 -> 89% (14 / 18), ViT 71 -> 69% (7 / 18, inside the noise); digit-3 requests 71 ->
-# 73%, 80 -> 81%, 76 -> 76%; digit 5 (six originals) 51 -> 52%, 92 -> 91%, 77 -> 79%; test accuracy
-# 0.02-0.33 points better kept on every digits one; MiniLM's random requests 81 -> 82% (3 / 6, test
-# accuracy -0.14 -> -0.24). 0.5 on the random
-# requests: fitted ResNet 86 -> 86%, ViT 71 -> 72%, test accuracy 0.1-0.2 points worse
-# (docs/results.md, "The kept-margin hinge's floor").
+# a kept row the original gets right must keep a margin of min(its own, KEPT_MARGIN_FLOOR).
+# Measured, with a floor of 1 logit, on the bench's digits models, 3 forget sets x 6 originals x
+# 3 seeds x 3 retrains, pooled share of the removable gap without -> with it: random 10% fitted
+# ResNet 80 -> 86%, ViT 64 -> 71%, memorising ResNet 88 -> 89%; concentrated 54/75/51 ->
+# 55/75/49%; test accuracy 0.4-0.9 points better kept; MiniLM 78 -> 78%, 97 -> 98%
+# (docs/results.md, "A hinge on the kept rows' margins"). Weight 0.3 on the random requests: ViT
+# 64 -> 60%, fitted ResNet 80 -> 82% (it holds the forgotten rows' neighbours too, and with them
+# the forgotten rows). The floor, measured after (same 18 draws a scenario; concentrated requests
+# with the class prior in the head; pooled share, floor 1 -> 2, test accuracy change): random
+# fitted ResNet 86 -> 88% (14 of 18 draws better), memorising 89 -> 89% (14 / 18), ViT 71 -> 69%
+# (7 / 18, inside the noise); digit-3 requests 71 -> 73%, 80 -> 81%, 76 -> 76%; digit 5 (six
+# originals) 51 -> 52%, 92 -> 91%, 77 -> 79%; test accuracy 0.02-0.33 points better kept on
+# every digits one; MiniLM's random requests 81 -> 82% (3 / 6, test accuracy -0.14 -> -0.24).
+# 0.5 on the random requests: fitted ResNet 86 -> 86%, ViT 71 -> 72%, test accuracy 0.1-0.2
+# points worse (docs/results.md, "The kept-margin hinge's floor").
 KEPT_MARGIN_FLOOR = 2.0
 KEPT_MARGIN_WEIGHT = 0.1
 # Sample mode (`max_forget_boost`): when the forget rows' margins are on course to miss their
