@@ -3,8 +3,9 @@
 Sample mode lowers the target of a forgotten row of such a class by kappa * log(1 - f_y), kappa
 being RFAU's `class_slope`: the rate at which a retrain's logit for the class falls with the
 log of the share of its rows it keeps. It depends on the model, the original and the class
-(docs/results.md, "The class slope"), so RFAU assumes 2 unless told (1 is the class
-prior alone; docs/results.md, "A default class slope of 2").
+(docs/results.md, "The class slope"), so RFAU assumes 2.5, less half the original's
+surplus surety of the class, unless told (1 is the class prior alone; docs/results.md, "The
+original's surplus on a concentrated class").
 `rfau bench` has what it takes to measure it: the original, retrained references and the test
 rows. For every class the request takes CONCENTRATED_SHARE or more of,
 

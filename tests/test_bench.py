@@ -429,6 +429,7 @@ def test_scenarios_report_the_spread_over_forget_sets_and_originals(monkeypatch)
     seeds, ± the spread over draws; the pooled share weighs each draw by its removable gap (a
     forget set whose retrains barely differ from the original says little); a failed draw is
     listed."""
+    import numpy as np
     import pytest
 
     scenarios = _scenarios_module(monkeypatch)
@@ -439,6 +440,10 @@ def test_scenarios_report_the_spread_over_forget_sets_and_originals(monkeypatch)
             "method": method, "status": "ok", "avg_gap_pp": stat(gap),
             "share_closed": stat((gap_none - gap) / (gap_none - floor)),
             "loss_auc": stat(0.5), "loss_auc_gap": stat(0.01), "ta": stat(ta), "time_s": stat(1.0),
+            # the four metrics' gaps, whose mean is the avg gap, as rfau bench splits it
+            "per_metric_gap_pp": {
+                k: stat(gap * w) for k, w in zip(("ua", "ra", "ta", "mia_efficacy"), (0.5, 1, 1, 1.5), strict=True)
+            },
         }  # fmt: skip
         return {
             "status": "ok",
@@ -474,6 +479,16 @@ def test_scenarios_report_the_spread_over_forget_sets_and_originals(monkeypatch)
     assert "| 70 | 90, 50 |" in scenarios.render_table(scenarios.across_draws("vit-r10", two))
     one = scenarios.across_draws("vit-r10", {(0, 1000): runs[(0, 1000)]})
     assert "per_draw" not in one[1]["share_closed"]  # one draw: the bench's own rows
+    # per metric: the mean over the draws that ran, ± the spread over them, in a second table
+    rows = {r["method"]: r for r in scenarios.across_draws("vit-r10", runs)}
+    split = rows["rfau"]["per_metric_gap_pp"]
+    assert split["ua"]["mean"] == pytest.approx(0.5 * 5.4 / 3) and split["mia_efficacy"]["n"] == 3
+    assert split["mia_efficacy"]["std"] == pytest.approx(np.std([2.1, 4.5, 1.5]))
+    per_metric = scenarios.render_per_metric(list(rows.values()))
+    assert "| MIA-efficacy gap (pp) |" in per_metric.splitlines()[0]
+    assert "| vit-r10 | rfau | 0.90 ± 0.43 | 1.80 ± 0.86 | 1.80 ± 0.86 | 2.70 ± 1.30 |" in per_metric
+    assert "(bench failed)" not in per_metric
+    assert scenarios.render_per_metric([{**r, "per_metric_gap_pp": None} for r in rows.values()]) == ""
 
 
 def test_scenarios_forget_sets_are_seeded_files(monkeypatch, tmp_path):

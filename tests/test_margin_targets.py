@@ -7,6 +7,7 @@ import numpy as np
 
 from rfau_cli.methods.margin_targets import (
     class_log_prior,
+    class_surplus,
     concentrated_classes,
     familiar_test_rows,
     label_shift,
@@ -123,3 +124,29 @@ def test_the_class_prior_is_the_per_class_fall_the_targets_use() -> None:
     runner_up = (labels[forget] + 1) % 4
     shift = label_shift(labels, labels[forget], runner_up, 4, class_slope=2.0, per_class={1: 3.0})
     assert np.allclose(shift, prior[labels[forget]] - prior[runner_up])
+
+
+def test_the_surplus_of_a_class_the_original_is_surer_of_lowers_it_further() -> None:
+    """Two originals of one model that differ only in how sure they are of class 2: the targets
+    take `shrink` of the difference away, so both ask for about the same class level; a class with
+    a slope of its own (measured against retrains of this original) keeps it as it is."""
+    labels = np.repeat(np.arange(4), 50)
+    forget = np.flatnonzero(labels == 2)[:30]  # 60% of class 2
+    test_labels = np.repeat(np.arange(4), 20)
+    plain = np.full(len(test_labels), 6.0)
+    sure = np.where(test_labels == 2, 8.0, 6.0)  # 2 logits surer of class 2 than of the others
+    assert class_surplus(plain, test_labels, [2], 0.5) == {2: 0.0}
+    surplus = class_surplus(sure, test_labels, [2], 0.5)
+    assert np.isclose(surplus[2], 1.0)
+    base = class_log_prior(labels, labels[forget], 4, class_slope=2.0)
+    shrunk = class_log_prior(labels, labels[forget], 4, class_slope=2.0, surplus=surplus)
+    assert np.isclose(shrunk[2], base[2] - 1.0) and np.allclose(np.delete(shrunk, 2), np.delete(base, 2))
+    # the class levels both originals' targets aim at: 8 + shrunk vs 6 + base differ by half of 2
+    assert np.isclose((8.0 + shrunk[2]) - (6.0 + base[2]), 1.0)
+    own = class_log_prior(labels, labels[forget], 4, class_slope=2.0, per_class={2: 3.0}, surplus=surplus)
+    assert np.isclose(own[2], 3.0 * np.log(0.4))
+    # an original less sure of the class than of the others: the class falls less, never rises
+    unsure = class_surplus(np.where(test_labels == 2, -4.0, 6.0), test_labels, [2], 0.5)
+    assert class_log_prior(labels, labels[forget], 4, class_slope=2.0, surplus=unsure)[2] == 0.0
+    # only the classes asked for, and nothing for a class without test rows
+    assert class_surplus(sure, test_labels, [2, 7], 0.5) == {2: surplus[2], 7: 0.0}
