@@ -28,7 +28,7 @@ import numpy as np
 
 from rfau_cli.data import class_id
 from rfau_cli.errors import InputError
-from rfau_cli.methods.margin_targets import concentrated_classes, kept_log_share, margins
+from rfau_cli.methods.margin_targets import class_surplus, concentrated_classes, kept_log_share, margins
 
 # A class whose test rows' mean label shift is smaller than this (logits) gives no usable ratio.
 MIN_SHIFT = 0.05
@@ -125,6 +125,9 @@ def class_slopes(
             # Retrains of different seeds lose a class by very different amounts (the bench's
             # memorising ResNet, digit 5: 1.3-5.3 logits), so one reference's slope says little.
             "slope_per_reference": [f / shift for f in falls] if usable else [],
+            # how much surer of the class than of the others the original is (logits), whose
+            # `class_shrink` share RFAU takes away when the class has no slope of its own
+            "original_surplus": class_surplus(base, test_labels, [c], 1.0)[int(c)],
         })  # fmt: skip
     return out
 
@@ -155,6 +158,11 @@ def describe_slopes(slopes: list[dict[str, Any]], used: float | None) -> str | N
         text += f" RFAU used class_slope {used:g}"
     else:
         text += " RFAU used the slopes " + ", ".join(f"{s['name']}: {v:g}" for s, v in zip(slopes, each, strict=True))
+    taken = [s for s in slopes if s.get("rfau_surplus")]
+    if taken:
+        text += ", less a share of the original's surplus surety of the class (" + ", ".join(
+            f"{s['name']}: {s['rfau_surplus']:+.2f} of {s['original_surplus']:+.2f} logits" for s in taken
+        ) + ")"
     # A slope at or below 0 (the references gained on the class) is not a setting to pass on.
     measured = [s for s in slopes if s["slope"] is not None and s["slope"] > 0]
     if measured:

@@ -365,7 +365,11 @@ def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, r
     share = f"{100 * len(taken) / len(threes):.0f}%"
     assert f"Class slope measured: class 3 ({share} of its rows forgotten)" in text
     assert three["rfau_used"] == 2.0
-    advice = "RFAU used class_slope 2; for later requests concentrated in this class: "
+    # RFAU also took half the original's surplus on digit 3 off the class's fall (class_shrink 0.5)
+    assert three["rfau_surplus"] == pytest.approx(0.5 * three["original_surplus"]) and three["rfau_surplus"] != 0
+    advice = "RFAU used class_slope 2, less a share of the original's surplus surety of the class (3: "
+    advice += f"{three['rfau_surplus']:+.2f} of {three['original_surplus']:+.2f} logits)"
+    advice += "; for later requests concentrated in this class: "
     advice += f"--set class_slopes=3:{three['slope']:.1f}."
     assert advice in text
     assert "Class slope measured" in result.stdout

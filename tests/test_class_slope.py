@@ -41,6 +41,17 @@ def test_a_retrain_that_loses_twice_label_shift_on_the_class_measures_slope_two(
     assert "class bird (60% of its rows forgotten)" in line and "slope 2.0 (" in line and "class_slope 2.5" in line
     assert "over 2 references)" in line
     assert line.endswith("--set class_slopes=bird:2.0.")  # what to pass on, for the class measured
+    # an original one logit surer of the class's test rows: a surplus one logit larger, which the
+    # line reports with the share RFAU took away
+    sure = original.copy()
+    sure[test == 2, 2] += 1.0
+    (surer,) = class_slopes(sure, retrains, test, train, forget, 4, {2: "bird"})
+    assert surer["original_surplus"] == pytest.approx(got["original_surplus"] + 1.0)
+    line = describe_slopes([{**surer, "rfau_surplus": 0.5 * surer["original_surplus"]}], 2.5)
+    half, whole = 0.5 * surer["original_surplus"], surer["original_surplus"]
+    assert f"class_slope 2.5, less a share of the original's surplus surety of the class (bird: {half:+.2f} of " \
+           f"{whole:+.2f} logits)" in line  # fmt: skip
+    assert "surplus" not in describe_slopes([{**surer, "rfau_surplus": 0.0}], 2.5)
 
 
 def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> None:

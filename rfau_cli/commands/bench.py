@@ -375,17 +375,25 @@ def _class_slopes(job: Any, none: dict[str, Any], refs: list[dict[str, Any]]) ->
 def _rfau_class_slope(cfg: BenchConfig, names: list[str], job: Any, slopes: list[dict[str, Any]]) -> float | None:
     """The class slope RFAU ran with in this bench (None without RFAU, or in class mode); each
     measured class also gets the slope RFAU used for it (`rfau_used`: its `class_slopes` entry,
-    else the class slope)."""
+    else the class slope) and the part of the original's surplus it took away (`rfau_surplus`)."""
     if "rfau" not in names or cfg.data.by != "sample":
         return None
     from rfau_cli.class_slope import resolve_class_slopes
     from rfau_cli.methods import load_method
+    from rfau_cli.methods.margin_targets import CLASS_SLOPE
 
     method = load_method("rfau")
     params = method.Params.from_strings(dict(sets_for(cfg.hparams.sets, method)), method.name)
     own = resolve_class_slopes(params.class_slopes, dict(job.model.config.id2label), job.model.config.num_labels)
+    # As RFAU decides it (RFAU._follow_plan): following the test rows replaces the slope and the surplus.
+    follows = params.follow_test_rows and params.class_slope == CLASS_SLOPE and not own.keys() & {
+        e["class"] for e in slopes
+    }
     for entry in slopes:
         entry["rfau_used"] = own.get(entry["class"], float(params.class_slope))
+        # the logits RFAU took off the class's fall for the original's surplus (none with a slope of its own)
+        shrink = 0.0 if entry["class"] in own or follows else float(params.class_shrink)
+        entry["rfau_surplus"] = shrink * entry["original_surplus"]
     return float(params.class_slope)
 
 
