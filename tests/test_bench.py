@@ -373,6 +373,15 @@ def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, r
     advice += f"--set class_slopes=3:{three['slope']:.1f}."
     assert advice in text
     assert "Class slope measured" in result.stdout
+    # asked to follow its own test rows with no slope given, RFAU ran on the class prior alone and took no surplus
+    following = tmp_path / "following"
+    result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", forget, "--test-data", test, "--methods",
+                    "rfau", "--reference", out / "runs" / "retrain-s0", "--reference", out / "runs" / "retrain-s1",
+                    "--epochs", 1, "--set", "follow_test_rows=true", "-o", following, "--quiet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    block = json.loads((following / BENCH_JSON).read_text())["class_slope"]
+    assert block["rfau_used"] == 1.0 and block["classes"][0]["rfau_used"] == 1.0
+    assert block["classes"][0]["rfau_surplus"] == 0.0 and block["classes"][0]["original_surplus"] != 0
 
 
 def test_bench_reference_and_reference_seeds_exclude_each_other(cli, digits, resnet_ckpt, sample_forget_file, tmp_path):

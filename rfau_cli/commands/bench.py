@@ -375,7 +375,8 @@ def _class_slopes(job: Any, none: dict[str, Any], refs: list[dict[str, Any]]) ->
 def _rfau_class_slope(cfg: BenchConfig, names: list[str], job: Any, slopes: list[dict[str, Any]]) -> float | None:
     """The class slope RFAU ran with in this bench (None without RFAU, or in class mode); each
     measured class also gets the slope RFAU used for it (`rfau_used`: its `class_slopes` entry,
-    else the class slope) and the part of the original's surplus it took away (`rfau_surplus`)."""
+    else the class slope, 1 where its targets followed the test rows) and the part of the
+    original's surplus it took away (`rfau_surplus`)."""
     if "rfau" not in names or cfg.data.by != "sample":
         return None
     from rfau_cli.class_slope import resolve_class_slopes
@@ -389,12 +390,13 @@ def _rfau_class_slope(cfg: BenchConfig, names: list[str], job: Any, slopes: list
     follows = params.follow_test_rows and params.class_slope == CLASS_SLOPE and not own.keys() & {
         e["class"] for e in slopes
     }
+    used = 1.0 if follows else float(params.class_slope)  # following: the class prior alone on top
     for entry in slopes:
-        entry["rfau_used"] = own.get(entry["class"], float(params.class_slope))
+        entry["rfau_used"] = own.get(entry["class"], used)
         # the logits RFAU took off the class's fall for the original's surplus (none with a slope of its own)
         shrink = 0.0 if entry["class"] in own or follows else float(params.class_shrink)
         entry["rfau_surplus"] = shrink * entry["original_surplus"]
-    return float(params.class_slope)
+    return used
 
 
 def _reference_gap_to_others(ref: dict[str, Any], refs: list[dict[str, Any]], auc: float | None) -> dict[str, Any]:
