@@ -381,15 +381,13 @@ def _rfau_class_slope(cfg: BenchConfig, names: list[str], job: Any, slopes: list
         return None
     from rfau_cli.class_slope import resolve_class_slopes
     from rfau_cli.methods import load_method
-    from rfau_cli.methods.margin_targets import CLASS_SLOPE
+    from rfau_cli.methods.rfau import follows_test_rows
 
     method = load_method("rfau")
     params = method.Params.from_strings(dict(sets_for(cfg.hparams.sets, method)), method.name)
     own = resolve_class_slopes(params.class_slopes, dict(job.model.config.id2label), job.model.config.num_labels)
-    # As RFAU decides it (RFAU._follow_plan): following the test rows replaces the slope and the surplus.
-    follows = params.follow_test_rows and params.class_slope == CLASS_SLOPE and not own.keys() & {
-        e["class"] for e in slopes
-    }
+    # following the test rows replaces the slope and the surplus
+    follows = follows_test_rows(params, own, (e["class"] for e in slopes))
     used = 1.0 if follows else float(params.class_slope)  # following: the class prior alone on top
     for entry in slopes:
         entry["rfau_used"] = own.get(entry["class"], used)

@@ -174,8 +174,7 @@ def class_surplus(
     original is unlearned (CLASS_SHRINK). The targets take `shrink` of that surplus (or
     shortfall) away, so a class the original happens to be sure of falls further. 0 for a class
     without test rows, or with no other class to compare with."""
-    present = [c for c in np.unique(test_labels)]
-    means = {int(c): float(test_margin[test_labels == c].mean()) for c in present}
+    means = {int(c): float(test_margin[test_labels == c].mean()) for c in np.unique(test_labels)}
     out = {}
     for c in classes:
         others = [m for k, m in means.items() if k != c]

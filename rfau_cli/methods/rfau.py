@@ -20,6 +20,7 @@ Forgotten data:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -374,8 +375,7 @@ class RFAU(Method):
         following on top of it would count the fall twice). Following replaces the default slope."""
         f_margin, f_labels, runner_up, m_margin, train_labels = inputs
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
-        sloped = bool(self.per_class.keys() & taken.keys()) or ctx.params.class_slope != CLASS_SLOPE
-        if not ctx.params.follow_test_rows or not taken or sloped:
+        if not follows_test_rows(ctx.params, self.per_class, taken):
             return None
         rows = np.arange(len(ctx.splits.test_labels))
         if len(rows) > FOLLOW_TEST_ROWS:  # a sample of its own, so the run's other draws stay as they were
@@ -399,7 +399,8 @@ class RFAU(Method):
     def _warn_if_concentrated(self, ctx: FitContext, train_labels: np.ndarray, f_labels: np.ndarray) -> None:
         """Say so when the request takes 30% or more of a class's rows: how much less a retrain
         learns such a class depends on the model and the class, and sample mode assumes the
-        class slope it is given (2 by default), or follows its own test rows when asked
+        class slope it is given (2.5 by default, less half the original's surplus on the class), or follows
+        its own test rows when asked
         to (README: 66-98% of the gap closed on the bench's such requests with the defaults, 79-90%
         on random ones, pooled over three forget sets x six originals of each model)."""
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
@@ -585,6 +586,20 @@ class RFAU(Method):
             if projected > TARGET_TOLERANCE * asked:
                 self.boost, self.boosted_at = self.boost * 2, epoch
         record["forget_boost"] = ctx.state["forget_boost"] = self.boost
+
+
+def follows_test_rows(params: MethodParams, per_class: Mapping[int, float], taken: Iterable[int]) -> bool:
+    """Whether sample mode's targets follow the model's own test rows (`RFAU._follow_plan`): asked
+    for, a request that takes much of some class (`taken`), and no class slope other than the
+    default, for all of them or for one of those classes. Shared with `rfau bench`, which reports
+    the slope RFAU ran with."""
+    taken = set(taken)
+    return bool(
+        getattr(params, "follow_test_rows", False)
+        and taken
+        and getattr(params, "class_slope", CLASS_SLOPE) == CLASS_SLOPE
+        and not per_class.keys() & taken
+    )
 
 
 def kept_margin_hinge(student: Any, teacher: Any, labels: Any, floor: float = KEPT_MARGIN_FLOOR) -> Any:
