@@ -235,10 +235,10 @@ class RFAUParams(TargetParams):
     # Measured (docs/results.md, "A one-sided forget pull"; pooled share of the removable gap, 3
     # forget sets x 6 originals, two-sided -> one-sided): the memorising ResNet's random requests
     # 90 -> 91% (loss-AUC gap 0.038 -> 0.027), digit 3 83 -> 92% (0.067 -> 0.029), digits 5, 8, 1
-    # better too, digit 6 (already past its floor) worse; fitted ResNet random 89 -> 92%, digit 3 78 -> 81%, but digit 5 66 -> 33%; ViT
-    # random 79 -> 77%, digit 5 92 -> 83%. It asks more of every request: right where the targets
-    # ask too little (a model that memorised its rows), wrong where the class slope already
-    # overshoots. An option, not the default.
+    # better too, digit 6 (already past its floor) worse; fitted ResNet random 89 -> 92%, digit 3
+    # 78 -> 81%, but digit 5 66 -> 33%; ViT random 79 -> 77%, digit 5 92 -> 83%. It asks more of
+    # every request: right where the targets ask too little (a model that memorised its rows),
+    # wrong where the class slope already overshoots. An option, not the default.
     one_sided_pull: bool = param(
         False,
         "Sample mode: pull only the forget rows whose margin is above its target; rows the others or the class "
