@@ -50,6 +50,14 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
     original = report["metrics"].get("original", {})
     if "retain_feature_distance" in original:
         console.print(f"retain feature distance to the original: {original['retain_feature_distance']:.2e}")
+    training = report.get("training") or {}
+    if "forget_pull" in training:
+        auc = training.get("memorisation_auc")
+        why = "asked for" if auc is None else (
+            f"{'' if training['forget_pull'] == 'one-sided' else 'not '}memorised: a loss attack tells the original's "
+            f"training rows from its test rows with AUC {auc:.2f}"
+        )
+        console.print(f"forget pull: {training['forget_pull']} ({why})", highlight=False)
     where = f" in {out}" if out is not None else ""
     console.print(
         f"wall time {report['timings_s']['total']:.1f}s; outputs{where}: "

@@ -128,23 +128,58 @@ def test_a_run_short_of_its_targets_pushes_harder(overfit, tmp_path, cli) -> Non
 
 
 def test_a_one_sided_pull_leaves_the_forgotten_rows_further_down(overfit, tmp_path, cli) -> None:
-    """`--set one_sided_pull=true` stops holding forget rows that fell below their target back
-    up: with a strong pull (`--gamma 4`, rows overshoot) the same run (seed, targets) ends with
-    D_f less familiar, measured: D_f loss 0.0080 against 0.0040, loss-attack AUC 0.557 against
-    0.612 (the two-sided run spent its last steps pulling rows back up). The default pull
-    (`--gamma 1`) barely overshoots on this model: both end alike. The report says which ran."""
+    """`forget_pull`: 'two-sided' holds forget rows that fell below their target back up,
+    'one-sided' does not. With a strong pull (`--gamma 4`, rows overshoot) the same run (seed,
+    targets) ends with D_f less familiar one-sided, measured: D_f loss 0.0080 against 0.0040,
+    loss-attack AUC 0.557 against 0.612 (the two-sided run spent its last steps pulling rows
+    back up). The report says which pull ran."""
     runs = {
-        name: _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / name, "--gamma", 4, *extra)
-        for name, extra in {"two": [], "one": ["--set", "one_sided_pull=true"]}.items()
+        pull: _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / pull, "--gamma", 4,
+                       "--set", f"forget_pull={pull}")  # fmt: skip
+        for pull in ("two-sided", "one-sided")
     }
-    assert runs["two"]["settings"]["one_sided_pull"] is False
-    assert runs["one"]["settings"]["one_sided_pull"] is True
-    for report in runs.values():  # the same targets
-        assert report["training"]["target_margin_mean"] == runs["two"]["training"]["target_margin_mean"]
-    one, two = runs["one"]["metrics"]["after"], runs["two"]["metrics"]["after"]
+    for pull, report in runs.items():
+        assert report["settings"]["forget_pull"] == pull and report["training"]["forget_pull"] == pull
+        assert "memorisation_auc" not in report["training"]  # asked for, not chosen
+        assert report["training"]["target_margin_mean"] == runs["two-sided"]["training"]["target_margin_mean"]
+    one, two = runs["one-sided"]["metrics"]["after"], runs["two-sided"]["metrics"]["after"]
     assert one["forget"]["loss"] > two["forget"]["loss"]
     assert one["forget"]["conf"] < two["forget"]["conf"]
     assert one["mia"]["loss_auc"] < two["mia"]["loss_auc"]
+
+
+def test_auto_pull_is_one_sided_on_a_model_that_memorised_its_rows(
+    overfit, resnet_ckpt, digits, sample_forget_file, tmp_path, cli
+) -> None:
+    """'auto' (the default) asks whether the original memorised its rows: a loss attack on its
+    training rows against its test rows. The 300-row, 150-epoch ResNet did (one-sided, and the
+    same run as asking for it); the tests' ResNet trained on all the digits did not."""
+    from rfau_cli.methods.rfau import MEMORISED_AUC
+
+    memorised = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / "mem", "--epochs", 3)
+    asked = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / "asked", "--epochs", 3,
+                     "--set", "forget_pull=one-sided")  # fmt: skip
+    assert memorised["settings"]["forget_pull"] == "auto"
+    assert memorised["training"]["forget_pull"] == "one-sided"
+    assert memorised["training"]["memorisation_auc"] >= MEMORISED_AUC
+    assert memorised["training"]["history"] == asked["training"]["history"]
+    shown = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
+                   overfit.data[1], "--forget", overfit.forget, "--epochs", 1, "--out", tmp_path / "shown")  # fmt: skip
+    auc = f"{memorised['training']['memorisation_auc']:.2f}"
+    assert f"forget pull: one-sided (memorised: a loss attack tells the original's training rows from its test " \
+        f"rows with AUC {auc})" in " ".join(shown.stdout.split())  # fmt: skip
+    fitted = _unlearn(cli, resnet_ckpt, digits, sample_forget_file, tmp_path / "fit", "--epochs", 1)
+    assert fitted["training"]["forget_pull"] == "two-sided"
+    assert 0.4 < fitted["training"]["memorisation_auc"] < MEMORISED_AUC
+
+
+def test_an_unknown_forget_pull_is_exit_2_and_writes_nothing(overfit, tmp_path, cli) -> None:
+    result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
+                    overfit.data[1], "--forget", overfit.forget, "--out", tmp_path / "out", "--set",
+                    "forget_pull=sideways")  # fmt: skip
+    assert result.exit_code == 2
+    assert "forget_pull=sideways: must be one of auto, one-sided, two-sided" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_training_rows_as_test_data_are_flagged(overfit, tmp_path, cli) -> None:
