@@ -389,9 +389,14 @@ class RFAU(Method):
         (report: `training.memorisation_auc`, `training.forget_pull`)."""
         choice = ctx.params.forget_pull
         if choice == "auto" and len(m_labels) and len(t_labels):
+            from scipy.special import log_softmax
+
             from rfau_cli.metrics import loss_attack
 
-            auc = loss_attack(cross_entropy(m_logits, m_labels), cross_entropy(t_logits, t_labels))["auc"]
+            def losses(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:  # as the audit's (Scores.losses)
+                return -log_softmax(logits.astype(np.float64), axis=1)[np.arange(len(labels)), labels]
+
+            auc = loss_attack(losses(m_logits, m_labels), losses(t_logits, t_labels))["auc"]
             ctx.state["memorisation_auc"] = round(float(auc), 4)
             choice = "one-sided" if auc >= MEMORISED_AUC else "two-sided"
         self.one_sided = choice == "one-sided"
@@ -448,7 +453,7 @@ class RFAU(Method):
         learns such a class depends on the model and the class, and sample mode assumes the
         class slope it is given (2.5 by default, less half the original's surplus on the class), or follows
         its own test rows when asked
-        to (README: 66-98% of the gap closed on the bench's such requests with the defaults, 79-90%
+        to (README: 66-105% of the gap closed on the bench's such requests with the defaults, 79-91%
         on random ones, pooled over three forget sets x six originals of each model)."""
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
         if not taken:
@@ -469,7 +474,7 @@ class RFAU(Method):
                 f"the targets assume the default class slope {CLASS_SLOPE:g}{less}"
                 " (retrains' own slopes ran from -2 to 7 by model, original and class on the bench), so "
                 "expect those rows to stay more familiar than after a retrain where the class's own slope is higher, "
-                "and less where it is lower (on the bench such requests closed 66-98% of the gap, random ones 79-90%)"
+                "and less where it is lower (on the bench such requests closed 66-105% of the gap, random ones 79-91%)"
             )
         elif all(v == 1.0 for v in used.values()):
             assumed = (
@@ -647,12 +652,6 @@ def follows_test_rows(params: MethodParams, per_class: Mapping[int, float], take
         and getattr(params, "class_slope", CLASS_SLOPE) == CLASS_SLOPE
         and not per_class.keys() & taken
     )
-
-
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-row -log softmax(z)_y from logits, stable for the large logits of a memorising model."""
-    z = logits - logits.max(1, keepdims=True)
-    return np.log(np.exp(z).sum(1)) - z[np.arange(len(labels)), labels]
 
 
 def forget_pull(margin: Any, target: Any, one_sided: bool = False) -> Any:
