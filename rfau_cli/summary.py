@@ -58,6 +58,10 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
             f"training rows from its test rows with AUC {auc:.2f}"
         )
         console.print(f"forget pull: {training['forget_pull']} ({why})", highlight=False)
+    if "kept_margin_floor" in training:
+        asked = (report.get("settings") or {}).get("kept_margin_floor", "auto") != "auto"
+        why = "asked for" if asked else "auto: from the original's median margin on the training rows it gets right"
+        console.print(f"kept-margin floor: {training['kept_margin_floor']:.2f} logits ({why})", highlight=False)
     where = f" in {out}" if out is not None else ""
     console.print(
         f"wall time {report['timings_s']['total']:.1f}s; outputs{where}: "
