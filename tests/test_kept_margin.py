@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rfau_cli.methods.rfau import KEPT_MARGIN_FLOOR, KEPT_MARGIN_FLOOR_SHARE, kept_floor, kept_margin_hinge
+from rfau_cli.methods.rfau import KEPT_MARGIN_FLOOR, KEPT_MARGIN_FLOOR_SHARE, hinge_floor, kept_margin_hinge
 
 
 def test_only_rows_that_slip_below_their_floor_count() -> None:
@@ -44,7 +44,7 @@ def test_the_hinge_pulls_a_slipped_row_back_up() -> None:
 def test_the_auto_floor_is_a_share_of_the_median_margin_of_the_rows_the_original_gets_right() -> None:
     member = np.array([-3.0, -1.0, 2.0, 4.0, 8.0])  # two rows the original gets wrong do not count
     assert KEPT_MARGIN_FLOOR_SHARE == 0.75
-    assert kept_floor("auto", member) == pytest.approx(0.75 * 4.0)
-    assert kept_floor("auto", 10 * member) == pytest.approx(10 * kept_floor("auto", member))  # the model's own units
-    assert kept_floor("2.5", member) == 2.5  # a number is logits, whatever the model
-    assert kept_floor("auto", np.array([-1.0, -2.0])) == 0.0  # nothing right, nothing to hold
+    assert hinge_floor("auto", member) == pytest.approx(0.75 * 4.0)
+    assert hinge_floor("auto", 10 * member) == pytest.approx(10 * hinge_floor("auto", member))  # the model's own units
+    assert hinge_floor("2.5", member) == 2.5  # a number is logits, whatever the model
+    assert hinge_floor("auto", np.array([-1.0, -2.0])) == 0.0  # nothing right, nothing to hold

@@ -315,7 +315,7 @@ class RFAU(Method):
     boosted_at: int = 0  # the epoch of the last doubling
     last_asked: float = 0.0  # sample mode: the mean drop asked of the rows the stop rule last scored
     slope: float = CLASS_SLOPE  # sample mode: the class slope in use (1 when following the test rows)
-    kept_floor: float = KEPT_MARGIN_FLOOR  # sample mode: the kept-margin hinge's floor in logits (kept_floor)
+    kept_floor: float = KEPT_MARGIN_FLOOR  # sample mode: the kept-margin hinge's floor in logits (hinge_floor)
     surplus: dict[int, float] | None = None  # sample mode: the concentrated classes' surplus taken away
     one_sided: bool = False  # sample mode: the forget pull leaves rows below their target alone
 
@@ -375,7 +375,7 @@ class RFAU(Method):
         f_margin, runner_up = margins(f_logits, f_labels)
         m_margin, t_margin = margins(m_logits, splits.labels[members])[0], margins(t_logits, splits.test_labels)[0]
         self._choose_pull(ctx, m_logits, splits.labels[members], t_logits, splits.test_labels)
-        self.kept_floor = kept_floor(getattr(ctx.params, "kept_margin_floor", "auto"), m_margin)
+        self.kept_floor = hinge_floor(getattr(ctx.params, "kept_margin_floor", "auto"), m_margin)
         if getattr(ctx.params, "kept_margin_weight", 0.0):
             ctx.state["kept_margin_floor"] = round(self.kept_floor, 4)
         self.per_class = resolve_class_slopes(ctx.params.class_slopes, ctx.model.config.id2label, ctx.num_labels)
@@ -485,7 +485,7 @@ class RFAU(Method):
         learns such a class depends on the model and the class, and sample mode assumes the
         class slope it is given (2.5 by default, less half the original's surplus on the class), or follows
         its own test rows when asked
-        to (README: 66-105% of the gap closed on the bench's such requests with the defaults, 79-91%
+        to (README: 65-95% of the gap closed on the bench's such requests with the defaults, 81-94%
         on random ones, pooled over three forget sets x six originals of each model)."""
         taken = concentrated_classes(train_labels, f_labels, ctx.num_labels)
         if not taken:
@@ -506,7 +506,7 @@ class RFAU(Method):
                 f"the targets assume the default class slope {CLASS_SLOPE:g}{less}"
                 " (retrains' own slopes ran from -2 to 7 by model, original and class on the bench), so "
                 "expect those rows to stay more familiar than after a retrain where the class's own slope is higher, "
-                "and less where it is lower (on the bench such requests closed 66-105% of the gap, random ones 79-91%)"
+                "and less where it is lower (on the bench such requests closed 65-95% of the gap, random ones 81-94%)"
             )
         elif all(v == 1.0 for v in used.values()):
             assumed = (
@@ -697,7 +697,7 @@ def forget_pull(margin: Any, target: Any, one_sided: bool = False) -> Any:
     return torch.nn.functional.smooth_l1_loss(margin, target, beta=MARGIN_BETA)
 
 
-def kept_floor(setting: str, member_margin: np.ndarray) -> float:
+def hinge_floor(setting: str, member_margin: np.ndarray) -> float:
     """The kept-margin hinge's floor in logits: a number as given, or for 'auto' KEPT_MARGIN_FLOOR_SHARE of
     the original's median margin on the (sampled) training rows it gets right, so that the floor scales
     with how sure the model is (0 where it gets none right: nothing to hold)."""
