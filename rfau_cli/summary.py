@@ -23,6 +23,8 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rfau_cli.methods.rfau import MEMORISED_AUC
+
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     requests = len(report.get("ledger") or [])
     title = f"rfau {report['method']}: forgot {report['forget_count']} rows ({report['forget_by']})"
@@ -51,15 +53,20 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
     if "retain_feature_distance" in original:
         console.print(f"retain feature distance to the original: {original['retain_feature_distance']:.2e}")
     training = report.get("training") or {}
+    settings = report.get("settings") or {}
+    auc = training.get("memorisation_auc")
+    verdict = None if auc is None else (
+        f"{'' if auc >= MEMORISED_AUC else 'not '}memorised: a loss attack tells the original's training rows from "
+        f"its test rows with AUC {auc:.2f}"
+    )
     if "forget_pull" in training:
-        auc = training.get("memorisation_auc")
-        why = "asked for" if auc is None else (
-            f"{'' if training['forget_pull'] == 'one-sided' else 'not '}memorised: a loss attack tells the original's "
-            f"training rows from its test rows with AUC {auc:.2f}"
-        )
+        why = verdict if settings.get("forget_pull", "auto") == "auto" and verdict else "asked for"
         console.print(f"forget pull: {training['forget_pull']} ({why})", highlight=False)
+    if "kept_margin_weight" in training:
+        why = f"auto, {verdict}" if settings.get("kept_margin_weight", "auto") == "auto" and verdict else "asked for"
+        console.print(f"kept-margin weight: {training['kept_margin_weight']:g} ({why})", highlight=False)
     if "kept_margin_floor" in training:
-        asked = (report.get("settings") or {}).get("kept_margin_floor", "auto") != "auto"
+        asked = settings.get("kept_margin_floor", "auto") != "auto"
         why = "asked for" if asked else "auto: from the original's median margin on the training rows it gets right"
         console.print(f"kept-margin floor: {training['kept_margin_floor']:.2f} logits ({why})", highlight=False)
     where = f" in {out}" if out is not None else ""
