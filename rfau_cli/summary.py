@@ -59,11 +59,14 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
         f"{'' if auc >= MEMORISED_AUC else 'not '}memorised: a loss attack tells the original's training rows from "
         f"its test rows with AUC {auc:.2f}"
     )
+    shown = False  # the verdict, once: the weight's line refers to the pull's
     if "forget_pull" in training:
-        why = verdict if settings.get("forget_pull", "auto") == "auto" and verdict else "asked for"
-        console.print(f"forget pull: {training['forget_pull']} ({why})", highlight=False)
+        shown = settings.get("forget_pull", "auto") == "auto" and verdict is not None
+        console.print(f"forget pull: {training['forget_pull']} ({verdict if shown else 'asked for'})", highlight=False)
     if "kept_margin_weight" in training:
-        why = f"auto, {verdict}" if settings.get("kept_margin_weight", "auto") == "auto" and verdict else "asked for"
+        why = "asked for"
+        if settings.get("kept_margin_weight", "auto") == "auto" and verdict is not None:
+            why = f"auto: {verdict.split(':')[0]}, as above" if shown else f"auto, {verdict}"
         console.print(f"kept-margin weight: {training['kept_margin_weight']:g} ({why})", highlight=False)
     if "kept_margin_floor" in training:
         asked = settings.get("kept_margin_floor", "auto") != "auto"

@@ -255,9 +255,17 @@ def test_the_kept_margin_weight_is_firmer_where_the_original_memorised(
     assert slid["auto"] < 0.8 * slid[str(KEPT_MARGIN_WEIGHT)]
     shown = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
                    overfit.data[1], "--forget", overfit.forget, "--epochs", 1, "--out", tmp_path / "shown")  # fmt: skip
+    assert f"kept-margin weight: {KEPT_MARGIN_WEIGHT_MEMORISED:g} (auto: memorised, as above)" in " ".join(
+        shown.stdout.split()
+    )
+    pull_asked = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
+                        overfit.data[1], "--forget", overfit.forget, "--epochs", 1, "--out", tmp_path / "pull",
+                        "--set", "forget_pull=two-sided")  # fmt: skip
     auc = f"{auto['training']['memorisation_auc']:.2f}"
+    said = " ".join(pull_asked.stdout.split())
+    assert "forget pull: two-sided (asked for)" in said
     assert f"kept-margin weight: {KEPT_MARGIN_WEIGHT_MEMORISED:g} (auto, memorised: a loss attack tells the " \
-        f"original's training rows from its test rows with AUC {auc})" in " ".join(shown.stdout.split())  # fmt: skip
+        f"original's training rows from its test rows with AUC {auc})" in said  # fmt: skip
     fitted = _unlearn(cli, resnet_ckpt, digits, sample_forget_file, tmp_path / "fit", "--epochs", 1)
     assert fitted["training"]["memorisation_auc"] < MEMORISED_AUC
     assert fitted["training"]["kept_margin_weight"] == KEPT_MARGIN_WEIGHT
