@@ -55,9 +55,9 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
     training = report.get("training") or {}
     settings = report.get("settings") or {}
     auc = training.get("memorisation_auc")
+    short = None if auc is None else "memorised" if auc >= MEMORISED_AUC else "not memorised"
     verdict = None if auc is None else (
-        f"{'' if auc >= MEMORISED_AUC else 'not '}memorised: a loss attack tells the original's training rows from "
-        f"its test rows with AUC {auc:.2f}"
+        f"{short}: a loss attack tells the original's training rows from its test rows with AUC {auc:.2f}"
     )
     shown = False  # the verdict, once: the weight's line refers to the pull's
     if "forget_pull" in training:
@@ -66,7 +66,7 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
     if "kept_margin_weight" in training:
         why = "asked for"
         if settings.get("kept_margin_weight", "auto") == "auto" and verdict is not None:
-            why = f"auto: {verdict.split(':')[0]}, as above" if shown else f"auto, {verdict}"
+            why = f"auto: {short}, as above" if shown else f"auto, {verdict}"
         console.print(f"kept-margin weight: {training['kept_margin_weight']:g} ({why})", highlight=False)
     if "kept_margin_floor" in training:
         asked = settings.get("kept_margin_floor", "auto") != "auto"
