@@ -504,6 +504,54 @@ def test_scenarios_report_the_spread_over_forget_sets_and_originals(monkeypatch)
     assert scenarios.render_per_metric([{**r, "per_metric_gap_pp": None} for r in rows.values()]) == ""
 
 
+def test_scenarios_rank_the_methods_per_draw_and_per_forget_set(monkeypatch):
+    """The issue's bar, counted: on how many draws a method has the lowest avg gap, or one within
+    the lowest's spread over its seeds, and the same per forget set over its originals. A method
+    that wins on one original and loses on the others wins that draw but not the forget set."""
+    scenarios = _scenarios_module(monkeypatch)
+
+    def bench(gaps):
+        row = lambda method, gap, std: {  # noqa: E731
+            "method": method, "status": "ok", "avg_gap_pp": {"mean": gap, "std": std, "n": 3},
+            "share_closed": {"mean": None}, "loss_auc": None, "loss_auc_gap": None,
+            "ta": {"mean": 0.8, "std": 0.0}, "time_s": None,
+        }  # fmt: skip
+        rows = [row("none", 10.0, None), row("retrain", 2.0, 0.1)] + [row(m, *g) for m, g in gaps.items()]
+        return {"status": "ok", "bench": {"floor": {"mean": 2.0, "std": 0.1, "n": 3}, "summary": rows}}
+
+    runs = {
+        (0, 1000): bench({"rfau": (3.6, 0.3), "scrub": (3.0, 0.5)}),  # scrub lowest; rfau above 3.0 + 0.5
+        (0, 1001): bench({"rfau": (3.0, 0.3), "scrub": (8.0, 0.5)}),
+        (0, 1002): bench({"rfau": (3.2, 0.3), "scrub": (3.4, 0.5)}),  # rfau lowest, scrub within (3.5)
+        (1, 1000): bench({"rfau": (2.5, 0.2), "scrub": (4.0, 0.5)}),
+        (2, 1000): {"status": "failed", "error": "boom"},
+    }
+    rows = {r["method"]: r for r in scenarios.across_draws("vit-c10", runs)}
+    assert "rank" not in rows["none"] and "rank" not in rows["retrain"]
+    # draws: rfau lowest on 3 of the 4 that ran; scrub on 1, and within rfau's spread on another
+    assert rows["rfau"]["rank"] == {
+        "draws": 4, "lowest": 3, "within": 3, "lists": 1, "lists_lowest": 1, "lists_within": 1
+    }  # fmt: skip
+    # forget set 0 over its three originals: rfau 3.27 against scrub 4.8; set 1 has one original
+    assert rows["scrub"]["rank"] == {
+        "draws": 4, "lowest": 1, "within": 2, "lists": 1, "lists_lowest": 0, "lists_within": 0
+    }  # fmt: skip
+    table = scenarios.render_table(list(rows.values()))
+    assert "lowest / within the lowest's spread |" in table.splitlines()[0]
+    assert "| 3 / 3 of 4 draws; 1 / 1 of 1 forget sets |" in table
+    assert "| 1 / 2 of 4 draws; 0 / 0 of 1 forget sets |" in table
+    # a draw without a share (nothing removable) stays in its place in the per-draw column
+    assert rows["rfau"]["share_closed"]["per_draw"] == [None] * 4
+    assert "| 87 | f0: n/a, n/a, n/a; f1: n/a |" in table  # pooled from the gaps: (40 - 12.3) / (40 - 8)
+    # one method alone is not ranked, and the table keeps its columns
+    alone = {d: r for d, r in runs.items() if r["status"] == "ok"}
+    for run in alone.values():
+        run["bench"]["summary"] = [r for r in run["bench"]["summary"] if r["method"] != "scrub"]
+    rows = scenarios.across_draws("vit-c10", alone)
+    assert not any("rank" in r for r in rows)
+    assert "lowest / within" not in scenarios.render_table(rows)
+
+
 def test_scenarios_forget_sets_are_seeded_files(monkeypatch, tmp_path):
     """Seed 0 keeps the plain file name (caches built before forget seeds); another seed draws
     other rows, the same kind of set."""
