@@ -1,4 +1,4 @@
-"""Deletion requests that resemble real ones: five models x three forget sets, each one `rfau bench`.
+"""Deletion requests that resemble real ones: seven models x three forget sets, each one `rfau bench`.
 
     .venv/bin/python benchmarks/scenarios.py --out bench-out/scenarios [--scenarios resnet-mem,vit-r10]
         [--methods rfau,finetune] [--seeds 0,1,2] [--reference-seeds 0,1,2] [--original-seeds 1000,1001,1002]
@@ -22,7 +22,12 @@ only by D_f and the seed:
   alternatives, 1,000 rows x 200 epochs (toy.py's trainer): clean original digits AUC 0.52 (it
   generalises); clean grown 0.63 (TA 91%); grown + noise 10% 0.64 (TA 87%), 30% 0.79 (TA 59%).
   The build checks AUC >= 0.65 (warns below) and records it in inputs/manifest.json.
+- `resnet-big`: `resnet-fit`'s recipe on 10,784 rows (digits grown 8x; test 3,592 grown the
+  same way: a test side grown less holds more unshifted originals, easier than the training
+  rows, and RFAU's targets, which take the test rows as non-members, warned and asked too
+  little). Where cost is told apart: a fine-tuning epoch is a pass over D_r, RFAU's follows D_f.
 - `vit`: the tiny digits ViT on 2,696 rows (digits grown 2x; test 898), 60 epochs.
+- `vit-big`: the ViT on `resnet-big`'s 10,784 rows, 30 epochs (four times the rows an epoch).
 - `vit-mem`: the same ViT on `resnet-mem`'s 1,000 noisy rows with its recipe (200 epochs, lr
   1e-3, batch 100): a second architecture that memorised its rows (RA 97-100%, TA 68-74%,
   loss-attack AUC of all training rows vs test 0.62-0.70 over seeds 1000-1005; of a random 10%,
@@ -65,7 +70,8 @@ Every reference is retrained with the original's own recipe, once per `--referen
 each method runs once per `--seeds` (`rfau bench` docs: docs/bench.md). The summary table
 (stdout, OUT/scenarios.md, OUT/scenarios.json) has one row per scenario and method: avg gap,
 floor, share of the removable gap closed (mean ± std over method seeds), loss-AUC gap to the
-retrained models, TA change against the original (pp) and time; over several draws also the
+retrained models, TA change against the original (pp) and time (`--same-time-as rfau` adds each
+other method at the epochs that take RFAU's time, rows NAME@rfau-time); over several draws also the
 pooled share, each draw's share, and (`ranking`) on how many draws and forget sets each method
 is the lowest or within the lowest's spread. Each scenario's own
 bench.json/.md/.png is under OUT/<scenario>/, its log under OUT/logs/. Exit 1 if a scenario's
@@ -75,7 +81,8 @@ Timings, measured on this machine (1 CPU core visible, shared with other jobs; a
 machine is faster) with `--methods rfau --seeds 0 --reference-seeds 0,1` and the code of
 commit a546866 (resnet-mem at lr 3e-3 / batch 64). With the working tree of commit 6907aca
 (input caching) retrains ran 3-5x faster: resnet-mem-r1 and -r10 with three reference seeds
-took 77 s for both, the build of resnet-mem included.
+took 77 s for both, the build of resnet-mem included. The two big models' rows are from the
+change that added them (2 cores shared by two or three benches, seeds 0,1,2).
 
 | step | wall time | of which |
 |---|---:|---|
@@ -84,6 +91,8 @@ took 77 s for both, the build of resnet-mem included.
 | resnet-mem-r10 | 81 s | retrain ~33 s each; rfau fit 1.6 s |
 | vit-r10 / vit-c10 | 85 s / 96 s | retrain ~32-37 s each; rfau fit 6.7 s / 8.3 s |
 | minilm-r1 / -r10 | 223 s / 315 s | retrain ~36-51 s each; rfau fit 98 s / 148 s |
+| resnet-big-r10, one draw, `--methods rfau,finetune,l1-sparse --same-time-as rfau` | ~4-5 min | build 26-28 s an original; retrain 12-13 s each; rfau fit 7.5-8 s |
+| vit-big-r10, the same | ~6-7 min | build 38-40 s an original; retrain ~22 s each; rfau fit 19-20 s |
 
 Every bench adds ~10 s (loading, one audit per model, the plot). A full run (3 reference
 seeds, all 11 methods x 3 seeds) is about 3 retrains + 33 method runs a scenario: ~5-10 min a
@@ -156,7 +165,14 @@ MODELS = {
         lr=1e-3,
         batch_size=100,
     ),
+    # Larger D at the same recipe: a fine-tuning epoch is a pass over D_r, RFAU's cost follows D_f,
+    # so this is where the cost of the two is told apart (the bench's same-time rows).
+    "resnet-big": ModelSpec(
+        "resnet-big", "digits", "resnet", "digits-x8", 30, "digits ResNet, 10,784 rows, 30 epochs (fits)"
+    ),
     "vit": ModelSpec("vit", "digits", "vit", "digits-x2", 60, "digits ViT, 2,696 rows, 60 epochs"),
+    # 30 epochs, not the small ViT's 60: four times the rows an epoch.
+    "vit-big": ModelSpec("vit-big", "digits", "vit", "digits-x8", 30, "digits ViT, 10,784 rows, 30 epochs"),
     "vit-mem": ModelSpec(
         "vit-mem",
         "digits",
@@ -218,6 +234,8 @@ def build_data(name: str, cache: Path) -> tuple[Path, Path]:
         return toy.grown_digits_datasets(root, copies=3)
     if name == "digits-x2":
         return toy.grown_digits_datasets(root, copies=2)
+    if name == "digits-x8":  # test grown x8 too: held-out rows drawn like the training rows (x2 made them easier)
+        return toy.grown_digits_datasets(root, copies=8)
     if name == "digits-noisy-1000":
         import datasets
 
@@ -456,6 +474,8 @@ def run_scenario(
     ]
     if args.methods:
         cmd += ["--methods", args.methods]
+    if args.same_time_as:
+        cmd += ["--same-time-as", args.same_time_as]
     cmd += shlex.split(args.bench_args)
     log = args.out / "logs" / (out.relative_to(args.out).as_posix().replace("/", "-") + ".log")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -746,7 +766,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output directory (must not exist)")
     parser.add_argument(
-        "--scenarios", default=",".join(MODELS), help="comma list of scenarios or models (default: all 15)"
+        "--scenarios", default=",".join(MODELS), help="comma list of scenarios or models (default: all 21)"
     )
     parser.add_argument("--methods", default="", help="comma list (default: every registered method)")
     parser.add_argument("--seeds", default="0,1,2", help="method seeds (default 0,1,2)")
@@ -768,6 +788,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--bench-args", default="", help="extra `rfau bench` options for every scenario, e.g. '--epochs 30'"
+    )
+    parser.add_argument(
+        "--same-time-as",
+        default="",
+        metavar="METHOD",
+        help="also bench every other method at the epochs that take METHOD's time, in each draw "
+        "(`rfau bench --same-time-as`; rows NAME@METHOD-time)",
     )
     args = parser.parse_args()
     names = parse_scenarios(args.scenarios)

@@ -50,6 +50,7 @@ from rfau_cli.options import (
     RetrainEpochsOpt,
     RetrainInitOpt,
     RetrainLrOpt,
+    SameTimeOpt,
     SaveOpt,
     SeedOpt,
     SeedsOpt,
@@ -599,13 +600,15 @@ def bench(
     attacks: AttacksOpt = "svc,loss,logreg",
     references: LiraReferencesOpt = None,
     reference_dir: ReferenceDirOpt = None,
+    same_time_as: SameTimeOpt = None,
 ) -> None:
     """Compare unlearning methods against retrained references; write bench.json, bench.md and bench.png.
 
     --epochs/--lr/--batch-size/--retain-ratio apply to every method (default: each method's own);
     each --set KEY=VALUE applies to the chosen methods that have KEY (a KEY none of them has: exit 2).
     Several references (--reference-seeds, or --reference repeated) give the noise floor and
-    each method's share of the removable gap closed (docs/bench.md).
+    each method's share of the removable gap closed (docs/bench.md). --same-time-as rfau adds
+    each other method again at the epochs that take RFAU's time: the comparison at equal cost.
 
     Examples:
 
@@ -618,6 +621,8 @@ def bench(
       rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --reference retrained/ --json -o bench/ > bench.json
 
       rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --methods rfau,scrub --attacks svc,loss,lira --references 8 -o bench-lira/
+
+      rfau bench -m ckpt/ -d train/ -f ids.txt --test-data test/ --methods rfau,finetune,l1-sparse --seeds 0,1,2 --reference-seeds 0,1,2 --same-time-as rfau -o bench-same-time/
     """  # noqa: E501 (copy-pasteable commands)
     from rfau_cli.settings import BenchConfig, DataSettings, LiraSettings, MethodSettings, RuntimeSettings, parse_sets
 
@@ -646,6 +651,7 @@ def bench(
             ),
             runtime=RuntimeSettings(device, precision, quiet, json_out, cache_mb, workers),
             attacks=_split_list(attacks),
+            same_time_as=same_time_as.strip() if same_time_as else None,
             lira=LiraSettings(
                 references=8 if references is None else references,
                 reference_dir=reference_dir,

@@ -163,6 +163,15 @@ InitOpt = Annotated[
 MethodsOpt = Annotated[
     Optional[str], typer.Option("--methods", help="Comma list of methods to compare (default: every registered one).")
 ]
+SameTimeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--same-time-as",
+        metavar="METHOD",
+        help="Also rerun every other method with the epochs that take about METHOD's time (rows "
+        "'NAME@METHOD-time'): quality at equal cost, beside each method's defaults.",
+    ),
+]
 BenchReferenceOpt = Annotated[
     Optional[list[Path]],
     typer.Option(

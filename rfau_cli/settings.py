@@ -312,6 +312,8 @@ class BenchConfig:
     runtime: RuntimeSettings = RuntimeSettings()
     attacks: tuple[str, ...] = ("svc", "loss", "logreg")
     lira: LiraSettings = LiraSettings()  # its recipe: retrain_init + retrain_hparams
+    # rerun every other method with the epochs that take about this method's time (same_time.py)
+    same_time_as: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))

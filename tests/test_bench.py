@@ -19,6 +19,7 @@ from rfau_cli.commands.bench import (
     share_closed,
 )
 from rfau_cli.commands.bench_render import HEADER
+from rfau_cli.same_time import plan_same_time, same_time_label
 
 METHODS = ("rfau", "finetune")
 
@@ -198,6 +199,8 @@ def test_bench_failing_method_is_reported_and_others_complete(
         (("--seeds", "0,0"), "distinct"),
         (("--seeds", "a"), "integers"),
         (("--methods", "rfau", "--set", "class_slopes=horse:2"), "the model has no class 'horse'"),
+        (("--methods", "finetune", "--same-time-as", "rfau"), "--same-time-as rfau: not one of the methods"),
+        (("--methods", "rfau", "--same-time-as", "rfau"), "needs another method"),
     ],
 )
 def test_bench_bad_input_is_exit_2_and_writes_nothing(
@@ -211,6 +214,73 @@ def test_bench_bad_input_is_exit_2_and_writes_nothing(
     assert result.exit_code == 2
     assert message in result.stderr
     assert not out.exists()
+
+
+def test_same_time_plan_known_numbers():
+    """Epochs that fill the anchor's mean time after the method's own setup, from its default runs;
+    a method without gradient steps, or without a successful run, is left out with its reason."""
+    def run(method: str, setup: float, fit: float, epochs: int, steps: int = 9) -> dict:
+        return {"method": method, "status": "ok", "time_s": setup + fit, "setup_s": setup, "fit_s": fit,
+            "epochs_run": epochs, "steps": steps}  # fmt: skip
+
+    runs = [
+        run("rfau", 2.0, 6.0, 40),
+        run("rfau", 2.0, 8.0, 31),  # target 9 s
+        run("finetune", 1.0, 2.0, 5),  # setup 1 s, 0.4 s an epoch -> (9 - 1) / 0.4 = 20 epochs
+        run("finetune", 1.0, 2.0, 5),
+        run("scrub", 0.0, 30.0, 5),  # slower than rfau: fewer epochs than its default
+        run("salun", 0.0, 90.0, 1),  # never below 1
+        run("ssd", 0.5, 0.5, 1, steps=0),
+        {"method": "neggrad-plus", "status": "failed", "error": "boom"},
+    ]
+    plan = plan_same_time(runs, "rfau", ["rfau", "finetune", "scrub", "salun", "ssd", "neggrad-plus"])
+    assert plan["anchor"] == "rfau" and plan["target_s"] == pytest.approx(9.0)
+    methods = plan["methods"]
+    assert list(methods) == ["finetune", "scrub", "salun", "ssd", "neggrad-plus"]
+    assert methods["finetune"] == {"epochs": 20, "default_epochs_run": 5.0, "per_epoch_s": 0.4, "setup_s": 1.0}
+    assert methods["scrub"]["epochs"] == 2  # 9 s at 6 s an epoch: 1.5, rounded to even
+    assert methods["salun"]["epochs"] == 1
+    assert methods["ssd"]["epochs"] is None and "no gradient steps" in methods["ssd"]["reason"]
+    assert methods["neggrad-plus"]["epochs"] is None and "no successful run" in methods["neggrad-plus"]["reason"]
+    assert same_time_label("finetune", "rfau") == "finetune@rfau-time"
+
+    failed_anchor = plan_same_time([{**runs[2]}, {"method": "rfau", "status": "failed"}], "rfau", ["rfau", "finetune"])
+    assert failed_anchor["target_s"] is None and failed_anchor["methods"]["finetune"]["epochs"] is None
+
+
+def test_bench_same_time_reruns_the_others_at_the_anchors_time(
+    cli, digits, resnet_ckpt, class_forget_file, reference, tmp_path
+):
+    """--same-time-as rfau: finetune is rerun with the epochs its default run says fit in RFAU's
+    time; the one-shot SSD is left out and said so; the rows are judged like every other."""
+    train, test = digits
+    out = tmp_path / "bench"
+    options = ("--by", "class", "--methods", "rfau,finetune,ssd", "--reference", reference, "--epochs", 1)
+    result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", class_forget_file, "--test-data", test,
+        *options, "--same-time-as", "rfau", "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads((out / BENCH_JSON).read_text())
+    plan = data["same_time"]
+    rfau_time = [r["time_s"] for r in data["runs"] if r["method"] == "rfau"]
+    assert plan["anchor"] == "rfau" and plan["target_s"] == pytest.approx(rfau_time[0], abs=1e-3)
+    default = next(r for r in data["runs"] if r["method"] == "finetune")
+    per_epoch = default["fit_s"] / default["epochs_run"]
+    expected = max(1, round((plan["target_s"] - default["setup_s"]) / per_epoch))
+    assert default["epochs_run"] == 1 and plan["methods"]["finetune"]["epochs"] == expected
+    assert plan["methods"]["ssd"]["epochs"] is None and "no gradient steps" in plan["methods"]["ssd"]["reason"]
+
+    matched = next(r for r in data["runs"] if r["method"] == "finetune@rfau-time")
+    report = json.loads((out / matched["dir"] / "report.json").read_text())
+    assert report["method"] == "finetune" and report["training"]["epochs_run"] == expected
+    assert matched["status"] == "ok" and matched["metrics"]["ua"] is not None
+    summary = [row["method"] for row in data["summary"]]
+    assert summary == [REFERENCE, NONE, "rfau", "finetune", "ssd", "finetune@rfau-time"]
+    text = (out / BENCH_MD).read_text()
+    assert f"Same time as rfau ({plan['target_s']:.1f} s a run" in text
+    assert f"finetune {expected} epoch{'s' if expected != 1 else ''} (1 at its defaults" in text
+    assert "Left out: ssd (it takes no gradient" in text
+    assert "| finetune@rfau-time |" in text
+    assert "Same time as rfau" in result.stdout  # the printed table says it too
 
 
 def test_bench_needs_test_data(cli, digits, resnet_ckpt, class_forget_file, tmp_path):

@@ -46,6 +46,7 @@ import numpy as np
 
 from rfau_cli.errors import InputError
 from rfau_cli.runtime import peak_memory
+from rfau_cli.same_time import plan_same_time, same_time_label
 from rfau_cli.settings import BenchConfig, RetrainConfig, UnlearnConfig
 
 BENCH_JSON = "bench.json"
@@ -153,15 +154,29 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         slopes = _class_slopes(job, none, ok_refs)
         gap_none = none.get("gap", {}).get("avg_gap_pp")
         runs.append(_log(progress, none))
+
+        def judged(run: dict[str, Any]) -> dict[str, Any]:
+            if run["status"] == "ok" and ok_refs:
+                run["gap"] = gap_to_references(run["audit"], ok_refs, auc_ref)
+                run["gap"]["share_closed"] = share_closed(gap_none, run["gap"]["avg_gap_pp"], floor["mean"])
+            run.pop("audit", None)
+            return _log(progress, run)
+
         for seed in cfg.seeds:
             for name in names:
-                run = _method_run(cfg, name, seed, tmp, auditor)
-                if run["status"] == "ok" and ok_refs:
-                    run["gap"] = gap_to_references(run["audit"], ok_refs, auc_ref)
-                    run["gap"]["share_closed"] = share_closed(gap_none, run["gap"]["avg_gap_pp"], floor["mean"])
-                run.pop("audit", None)
-                runs.append(_log(progress, run))
+                runs.append(judged(_method_run(cfg, name, seed, tmp, auditor)))
                 progress.advance(task)
+        same_time, rows = None, list(names)
+        if cfg.same_time_as is not None:  # after every default run: the plan takes their mean times
+            same_time = plan_same_time([r for r in runs if r["role"] == "method"], cfg.same_time_as, names)
+            planned = {n: p["epochs"] for n, p in same_time["methods"].items() if p["epochs"] is not None}
+            rows += [same_time_label(n, cfg.same_time_as) for n in planned]
+            matched = progress.add_task(f"same time as {cfg.same_time_as}", total=len(cfg.seeds) * len(planned))
+            for seed in cfg.seeds:
+                for name, epochs in planned.items():
+                    label = same_time_label(name, cfg.same_time_as)
+                    runs.append(judged(_method_run(cfg, name, seed, tmp, auditor, label=label, epochs=epochs)))
+                    progress.advance(matched)
         for run in runs:
             run.pop("audit", None)
             run.pop("test_log_probs", None)
@@ -179,6 +194,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "attacks": list(attacks),
             "lira": auditor.calibration.info if auditor.calibration is not None else None,
             "methods": names,
+            "same_time": same_time,
             "seeds": list(cfg.seeds),
             "floor": floor,
             "none": {
@@ -189,7 +205,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "class_slope": {"classes": slopes, "rfau_used": _rfau_class_slope(cfg, names, job, slopes)},
             "reference_loss_auc": auc_ref,
             "runs": runs,
-            "summary": summarize(runs, [REFERENCE, NONE, *names], floor),
+            "summary": summarize(runs, [REFERENCE, NONE, *rows], floor),
             "wall_time_s": round(time.perf_counter() - started, 3),
             "files": [BENCH_JSON, BENCH_MD, BENCH_PNG],
         }
@@ -227,6 +243,11 @@ def check_bench(cfg: BenchConfig) -> list[str]:
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}")
+    if cfg.same_time_as is not None:
+        if cfg.same_time_as not in names:
+            raise InputError(f"--same-time-as {cfg.same_time_as}: not one of the methods benched ({', '.join(names)})")
+        if len(names) < 2:
+            raise InputError("--same-time-as needs another method to give that time to: add it to --methods")
     model = resolve_checkpoint(cfg.model)
     check_sets(cfg.hparams.sets, names, model)
     for path in cfg.references:
@@ -476,13 +497,25 @@ def _none_run(auditor: Auditor, refs: list[dict[str, Any]], auc: float | None, f
     return record
 
 
-def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, auditor: Auditor) -> dict[str, Any]:
-    """One method, one seed, through `run_unlearn`; any failure becomes a record."""
+def _method_run(
+    cfg: BenchConfig,
+    name: str,
+    seed: int,
+    out: Path,
+    auditor: Auditor,
+    label: str | None = None,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """One method, one seed, through `run_unlearn`; any failure becomes a record. `label` names
+    the row (and run directory) when it is not the method's name; `epochs` overrides --epochs
+    (both: a --same-time-as rerun)."""
     from rfau_cli.commands.unlearn import run_unlearn
     from rfau_cli.methods import load_method
 
-    run_dir = out / RUNS_DIR / f"{name}-s{seed}"
-    record: dict[str, Any] = {"method": name, "role": "method", "seed": seed, "dir": f"{RUNS_DIR}/{run_dir.name}"}
+    run_dir = out / RUNS_DIR / f"{label or name}-s{seed}"
+    record: dict[str, Any] = {
+        "method": label or name, "role": "method", "seed": seed, "dir": f"{RUNS_DIR}/{run_dir.name}",
+    }  # fmt: skip
     try:
         with peak_memory() as peak:
             method = load_method(name)
@@ -494,7 +527,12 @@ def _method_run(cfg: BenchConfig, name: str, seed: int, out: Path, auditor: Audi
                 data=cfg.data,
                 method=name,
                 save=save,
-                hparams=replace(cfg.hparams, seed=seed, sets=sets_for(cfg.hparams.sets, method)),
+                hparams=replace(
+                    cfg.hparams,
+                    seed=seed,
+                    sets=sets_for(cfg.hparams.sets, method),
+                    epochs=cfg.hparams.epochs if epochs is None else epochs,
+                ),
                 runtime=replace(cfg.runtime, quiet=True, json=False),
             )
             report = run_unlearn(unlearn, method=method)
@@ -514,6 +552,11 @@ def _numbers(report: dict[str, Any], peak: dict[str, float], metrics: dict[str, 
         "audit": metrics,
         "metrics": _selected(metrics),
         "time_s": round(timings.get("setup", 0.0) + timings.get("fit", 0.0), 3),
+        "setup_s": timings.get("setup"),
+        "fit_s": timings.get("fit"),
+        # what --same-time-as scales: the epochs a run took, and whether it took gradient steps
+        "epochs_run": report.get("training", {}).get("epochs_run"),
+        "steps": report.get("training", {}).get("steps"),
         "total_s": timings.get("total"),
         "peak_memory_mib": memory.get("cuda_mib", memory.get("cpu_rss_mib")),
         "peak_memory": memory,

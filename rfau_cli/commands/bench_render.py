@@ -126,6 +126,7 @@ def describe(result: dict[str, Any]) -> list[str]:
         floor_text = ("Floor: n/a (one reference; give --reference-seeds 0,1,2 or several --reference for the "
             "floor and the share closed).")
     slope = slope_text(result)
+    same_time = same_time_text(result)
     return [
         f"Method seeds: {seeds}. References: {source}. Every model audited on the same rows (audit seed "
         f"{result.get('audit_seed', '-')}).",
@@ -133,6 +134,7 @@ def describe(result: dict[str, Any]) -> list[str]:
         floor_text,
         "",
         *([slope, ""] if slope else []),
+        *([same_time, ""] if same_time else []),
         "Cells: mean ± std over method seeds. Avg gap: mean |method - reference| over UA, RA, TA, MIA-efficacy (pp), "
         "averaged over the references. Share closed: (gap of none - gap) / (gap of none - floor). "
         "Loss AUC gap: |loss-attack AUC - the references' mean|. Time: setup + fit of the run."
@@ -146,6 +148,33 @@ def slope_text(result: dict[str, Any]) -> str | None:
 
     block = result.get("class_slope") or {}
     return describe_slopes(block.get("classes") or [], block.get("rfau_used"))
+
+
+def same_time_text(result: dict[str, Any]) -> str | None:
+    """What --same-time-as gave each method: its epochs at the anchor's time, or why none."""
+    plan = result.get("same_time")
+    if not plan:
+        return None
+    anchor = plan["anchor"]
+    if plan.get("target_s") is None:
+        return f"Same time as {anchor}: not run ({anchor} has no successful run to take the time of)."
+    given, left_out = [], []
+    for name, entry in plan["methods"].items():
+        if entry.get("epochs") is None:
+            left_out.append(f"{name} ({entry.get('reason', 'no plan')})")
+            continue
+        default = entry.get("default_epochs_run")
+        given.append(
+            f"{name} {entry['epochs']} epoch{'s' if entry['epochs'] != 1 else ''}"
+            + (f" ({default:g} at its defaults, {entry['per_epoch_s']:.2f} s an epoch)" if default is not None else "")
+        )
+    text = (
+        f"Same time as {anchor} ({plan['target_s']:.1f} s a run, its mean over seeds): rows "
+        f"'NAME@{anchor}-time' rerun each method with the epochs that fit in that time: "
+        + ("; ".join(given) if given else "none")
+        + "."
+    )
+    return text + (f" Left out: {'; '.join(left_out)}." if left_out else "")
 
 
 def _lira_text(result: dict[str, Any]) -> str:
@@ -227,9 +256,9 @@ def print_bench_table(result: dict[str, Any], out_dir: Path) -> None:
         console = Console(width=180)
     console.print(table)
     console.print(describe(result)[2], highlight=False)
-    slope = slope_text(result)
-    if slope:
-        console.print(slope, highlight=False)
+    for line in (slope_text(result), same_time_text(result)):
+        if line:
+            console.print(line, highlight=False)
     for run in result["runs"]:
         if run["status"] != "ok":
             console.print(f"[red]failed[/]: {_who(run)}: {run['error']}", highlight=False)
