@@ -49,14 +49,14 @@ def plan_same_time(runs: Sequence[dict[str, Any]], anchor: str, methods: Sequenc
         if not all(r.get("steps") and r.get("epochs_run") for r in ok):
             plans[name] = {"epochs": None, "reason": "it takes no gradient steps: no epochs to scale"}
             continue
-        per_epoch = _mean([r["fit_s"] / r["epochs_run"] for r in ok])
+        per_epoch = float(np.mean([r["fit_s"] / r["epochs_run"] for r in ok]))
         setup = _mean([r.get("setup_s") for r in ok]) or 0.0
-        epochs = max(1, round((target - setup) / per_epoch)) if per_epoch and per_epoch > 0 else 1
+        epochs = max(1, round((target - setup) / per_epoch)) if per_epoch > 0 else 1
         plans[name] = {
             "epochs": int(epochs),
             "default_epochs_run": _mean([r["epochs_run"] for r in ok]),
-            "per_epoch_s": round(float(per_epoch or 0.0), 4),
-            "setup_s": round(float(setup), 4),
+            "per_epoch_s": round(per_epoch, 4),
+            "setup_s": round(setup, 4),
         }
     return {"anchor": anchor, "target_s": None if target is None else round(target, 3), "methods": plans}
 

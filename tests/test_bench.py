@@ -249,10 +249,25 @@ def test_same_time_plan_known_numbers():
 
 
 def test_bench_same_time_reruns_the_others_at_the_anchors_time(
-    cli, digits, resnet_ckpt, class_forget_file, reference, tmp_path
+    cli, digits, resnet_ckpt, class_forget_file, reference, tmp_path, monkeypatch
 ):
-    """--same-time-as rfau: finetune is rerun with the epochs its default run says fit in RFAU's
-    time; the one-shot SSD is left out and said so; the rows are judged like every other."""
+    """--same-time-as rfau: the plan is the formula applied to the default runs; finetune is rerun
+    with the plan's epochs (forced to 3 here: on this tiny model the real plan is 1 epoch, which
+    the default run also took, so a rerun that ignored the plan would pass); the one-shot SSD is
+    left out and said so; the rows are judged like every other."""
+    import copy
+
+    from rfau_cli.commands import bench as bench_module
+
+    real, seen = bench_module.plan_same_time, {}
+
+    def forced(runs, anchor, methods):
+        plan = real(runs, anchor, methods)
+        seen["plan"] = copy.deepcopy(plan)
+        plan["methods"]["finetune"]["epochs"] = 3
+        return plan
+
+    monkeypatch.setattr(bench_module, "plan_same_time", forced)
     train, test = digits
     out = tmp_path / "bench"
     options = ("--by", "class", "--methods", "rfau,finetune,ssd", "--reference", reference, "--epochs", 1)
@@ -265,19 +280,25 @@ def test_bench_same_time_reruns_the_others_at_the_anchors_time(
     assert plan["anchor"] == "rfau" and plan["target_s"] == pytest.approx(rfau_time[0], abs=1e-3)
     default = next(r for r in data["runs"] if r["method"] == "finetune")
     per_epoch = default["fit_s"] / default["epochs_run"]
-    expected = max(1, round((plan["target_s"] - default["setup_s"]) / per_epoch))
-    assert default["epochs_run"] == 1 and plan["methods"]["finetune"]["epochs"] == expected
+    assert default["epochs_run"] == 1  # --epochs 1 reaches the default runs
+    # the real plan, from the run records bench.json keeps
+    real_epochs = seen["plan"]["methods"]["finetune"]["epochs"]
+    assert real_epochs == max(1, round((plan["target_s"] - default["setup_s"]) / per_epoch))
+    expected = plan["methods"]["finetune"]["epochs"]
+    assert expected == 3
     assert plan["methods"]["ssd"]["epochs"] is None and "no gradient steps" in plan["methods"]["ssd"]["reason"]
 
-    matched = next(r for r in data["runs"] if r["method"] == "finetune@rfau-time")
-    report = json.loads((out / matched["dir"] / "report.json").read_text())
+    matched = [r for r in data["runs"] if r["method"] == "finetune@rfau-time"]
+    assert len(matched) == 1  # one rerun a seed
+    report = json.loads((out / matched[0]["dir"] / "report.json").read_text())
     assert report["method"] == "finetune" and report["training"]["epochs_run"] == expected
+    matched = matched[0]
     assert matched["status"] == "ok" and matched["metrics"]["ua"] is not None
     summary = [row["method"] for row in data["summary"]]
     assert summary == [REFERENCE, NONE, "rfau", "finetune", "ssd", "finetune@rfau-time"]
     text = (out / BENCH_MD).read_text()
     assert f"Same time as rfau ({plan['target_s']:.1f} s a run" in text
-    assert f"finetune {expected} epoch{'s' if expected != 1 else ''} (1 at its defaults" in text
+    assert "finetune 3 epochs (1 at its defaults" in text
     assert "Left out: ssd (it takes no gradient" in text
     assert "| finetune@rfau-time |" in text
     assert "Same time as rfau" in result.stdout  # the printed table says it too

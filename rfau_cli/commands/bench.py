@@ -168,7 +168,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 progress.advance(task)
         same_time, rows = None, list(names)
         if cfg.same_time_as is not None:  # after every default run: the plan takes their mean times
-            same_time = plan_same_time([r for r in runs if r["role"] == "method"], cfg.same_time_as, names)
+            same_time = plan_same_time(runs, cfg.same_time_as, names)
             planned = {n: p["epochs"] for n, p in same_time["methods"].items() if p["epochs"] is not None}
             rows += [same_time_label(n, cfg.same_time_as) for n in planned]
             matched = progress.add_task(f"same time as {cfg.same_time_as}", total=len(cfg.seeds) * len(planned))
