@@ -212,7 +212,7 @@ def unlearn(
     gamma: GammaOpt = 1.0,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    batch_size: BatchOpt = 32,
+    batch_size: BatchOpt = None,
     retain_ratio: RetainRatioOpt = None,
     target_modules: Annotated[
         Optional[str],
@@ -586,7 +586,7 @@ def bench(
     seeds: SeedsOpt = "0",
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    batch_size: BatchOpt = 32,
+    batch_size: BatchOpt = None,
     retain_ratio: RetainRatioOpt = None,
     gamma: GammaOpt = 1.0,
     device: DeviceOpt = "auto",

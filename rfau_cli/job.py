@@ -4,7 +4,7 @@ model for the audit and building a method's training context."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -88,6 +88,7 @@ class Job:
                 original_taps = TapReader(original, find_head(original), spec)
             model.requires_grad_(True)
         head = find_head(model)
+        settings = replace(settings, batch_size=method.batch_size_for(settings, self.splits))
         return FitContext(
             model=model, head=head, taps=TapReader(model, head, spec), splits=self.splits.for_training(),
             encoder=self.encoder,

@@ -69,7 +69,14 @@ EpochsOpt = Annotated[
     ),
 ]
 LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Learning rate (AdamW); default: the method's.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Rows per forget (and per retain) batch.")]
+BatchOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--batch-size",
+        help="Rows per forget (and per retain) batch (default 32; RFAU's sample mode takes larger batches for a "
+        "request of over 213 rows, up to 128: report `training.batch_size`).",
+    ),
+]
 RetainRatioOpt = Annotated[
     Optional[int],
     typer.Option("--retain-ratio", help="Retain batches per forget batch (k; default 4, RFAU's sample mode 2)."),

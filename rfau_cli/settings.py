@@ -120,7 +120,7 @@ class MethodSettings:
     rank: int = 8
     alpha: float = 16.0
     gamma: float = 1.0
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the method's (Method.batch_size_for: RFAU's sample mode grows it)
     retain_ratio: int | None = None  # None: the method's default for the mode (Method.default_retain_ratio)
     target_modules: tuple[str, ...] = ()
     taps: str = "all"
@@ -133,7 +133,7 @@ class MethodSettings:
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise InputError("--lr must be positive")
         for name in ("batch_size", "rank"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1")
         if self.retain_ratio is not None and self.retain_ratio < 0:
             raise InputError("--retain-ratio must be 0 or more")
@@ -147,8 +147,12 @@ class MethodSettings:
         )
         values["epochs"] = int(self.epochs if self.epochs is not None else method.default_epochs)
         values["lr"] = float(self.lr if self.lr is not None else method.default_lr)
+        values["batch_size"] = int(self.batch_size if self.batch_size is not None else method.default_batch_size)
         params = method.Params.from_strings(dict(self.sets), method.name)
-        return ResolvedSettings(**values, params=params, epochs_from_user=self.epochs is not None)
+        return ResolvedSettings(
+            **values, params=params, epochs_from_user=self.epochs is not None,
+            batch_size_from_user=self.batch_size is not None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -157,11 +161,15 @@ class ResolvedSettings(MethodSettings):
 
     epochs: int = 10
     lr: float = 1e-3
+    batch_size: int = 32
     retain_ratio: int = 4
     params: MethodParams = MethodParams()  # the method's own, typed (ctx.params)
     # A user's --epochs is a hard cap, never raised; a method's default epochs may be raised
     # to reach its `min_steps` (loop.epochs_to_run).
     epochs_from_user: bool = False
+    # Likewise a user's --batch-size is used as given; a method may grow its default for the
+    # request once the data is read (Method.batch_size_for).
+    batch_size_from_user: bool = False
 
 
 @dataclass(frozen=True)

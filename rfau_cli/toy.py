@@ -285,7 +285,9 @@ def grown_digits_datasets(
     memorises. Copy 0 is the original image, every further copy a seeded `_variant` of it.
     Originals are split into train and test *before* growing, so no variant of a test image is
     ever trained on (`test_copies`, default `copies`, grows the test side the same way). Rows of
-    one original are spread over the table in a seeded order, not kept together. `noise` adds
+    one original are spread over the table in a seeded order, not kept together; `source` names
+    the original (its index in `load_digits`), so that a request can take every copy of an
+    image, as a user's deletion takes every copy of their item. `noise` adds
     seeded Gaussian pixel noise (std as a fraction of full scale) to every image: a harder task,
     on which a small model memorises its rows instead of generalising from them.
     """
@@ -298,21 +300,28 @@ def grown_digits_datasets(
     order = rng.permutation(len(labels))
     n_test = int(len(labels) * test_fraction)
     features = datasets.Features(
-        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[str(i) for i in range(10)])}
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=[str(i) for i in range(10)]),
+            "source": datasets.Value("int32"),
+        }
     )
     paths = []
     for name, rows, k in (("train", order[n_test:], copies), ("test", order[:n_test], test_copies or copies)):
-        grown = [(images[i] if copy == 0 else _variant(images[i], rng), labels[i]) for copy in range(k) for i in rows]
+        grown = [
+            (images[i] if copy == 0 else _variant(images[i], rng), labels[i], i) for copy in range(k) for i in rows
+        ]
         if noise > 0:
             grown = [
-                (np.clip(im + rng.normal(0.0, 255.0 * noise, im.shape), 0, 255).round().astype(np.uint8), y)
-                for im, y in grown
+                (np.clip(im + rng.normal(0.0, 255.0 * noise, im.shape), 0, 255).round().astype(np.uint8), y, i)
+                for im, y, i in grown
             ]
         shuffled = rng.permutation(len(grown))
         table = datasets.Dataset.from_dict(
             {
                 "image": [Image.fromarray(grown[j][0], mode="L") for j in shuffled],
                 "label": [int(grown[j][1]) for j in shuffled],
+                "source": [int(grown[j][2]) for j in shuffled],
             },
             features=features,
         )

@@ -528,6 +528,30 @@ def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
     assert scenarios.parse_scenarios("vit,resnet-mem-r1") == ["vit-r1", "vit-r10", "vit-c10", "resnet-mem-r1"]
 
 
+def test_scenario_whole_image_forget_set_takes_every_copy(monkeypatch, tmp_path):
+    """g10 takes whole images of the grown digits (every copy, none split between D_f and D_r), about
+    10% of the rows, by name only and only where rows have images to group by."""
+    import datasets
+    import numpy as np
+
+    from rfau_cli import toy
+
+    scenarios = _scenarios_module(monkeypatch)
+    train, _ = toy.grown_digits_datasets(tmp_path / "grown", copies=3)
+    table = datasets.load_from_disk(str(train))
+    sources, labels = np.asarray(table["source"]), np.asarray(table["label"])
+    assert np.bincount(sources)[np.unique(sources)].tolist() == [3] * len(np.unique(sources))  # 3 copies each
+    g10 = scenarios.forget_rows(labels, "g10", 3, seed=0, sources=sources)
+    taken = np.isin(sources, sources[g10])
+    assert taken.sum() == len(g10)  # every copy of a taken image is forgotten, no copy of it kept
+    assert abs(len(g10) - 0.1 * len(labels)) < 3
+    assert not np.array_equal(g10, scenarios.forget_rows(labels, "g10", 3, seed=1, sources=sources))
+    assert scenarios.parse_scenarios("vit-g10") == ["vit-g10"]
+    assert "vit-g10" not in scenarios.parse_scenarios("vit")  # the three by default
+    with pytest.raises(SystemExit):
+        scenarios.parse_scenarios("minilm-g10")  # sentences are not grown from images
+
+
 def test_scenarios_report_the_spread_over_forget_sets_and_originals(monkeypatch):
     """Several draws (forget sets x originals): a cell is the mean of each draw's mean over method
     seeds, ± the spread over draws; the pooled share weighs each draw by its removable gap (a

@@ -153,6 +153,42 @@ def test_explicit_epochs_are_not_raised(resnet_ckpt, digits, class_forget_file, 
     assert training["stop_reason"] == "epochs cap (1)"
 
 
+def test_a_large_sample_request_takes_larger_batches(resnet_ckpt, digits, tmp_path, cli) -> None:
+    """RFAU's sample mode without --batch-size: 400 forgotten rows (over the 213 that the default
+    epoch cap and step minimum meet at) go in batches of 56, so an epoch is 8 steps, not 13; the
+    report says so. A user's --batch-size is used as given."""
+    forget = tmp_path / "forget.txt"
+    forget.write_text("\n".join(map(str, range(0, 1200, 3))) + "\n")  # 400 rows
+    grown = _unlearn(cli, resnet_ckpt, digits, forget, tmp_path / "auto", "--by", "sample", "--epochs", "1")
+    given = _unlearn(
+        cli, resnet_ckpt, digits, forget, tmp_path / "given", "--by", "sample", "--epochs", "1", "--batch-size", "32"
+    )
+    assert grown["forget_count"] == 400
+    assert (grown["training"]["batch_size"], grown["training"]["batch_size_source"]) == (56, "method default")
+    assert grown["settings"]["batch_size"] == 56 and grown["training"]["steps"] == 8
+    assert (given["training"]["batch_size"], given["training"]["batch_size_source"]) == (32, "user")
+    assert given["training"]["steps"] == 13
+
+
+def test_sample_batch_grows_with_the_request_only() -> None:
+    """The rule itself: 32 up to 213 rows, then the batch at which 60 epochs give at least 400 steps
+    (a multiple of 8, rounded down), never over 128; class mode, a user's batch and a zero step
+    minimum as given."""
+    from types import SimpleNamespace
+
+    from rfau_cli.settings import MethodSettings
+
+    def batch(rows: int, by: str = "sample", **given: Any) -> int:
+        settings = MethodSettings(**given).resolved(RFAU, by)
+        return RFAU().batch_size_for(settings, SimpleNamespace(by=by, forget=np.arange(rows)))
+
+    assert [batch(n) for n in (30, 213, 250, 270, 405, 853, 1078, 100_000)] == [32, 32, 32, 40, 56, 120, 128, 128]
+    assert batch(1078, "class") == 32
+    assert batch(1078, batch_size=16) == 16
+    assert batch(1078, sets=(("sample_min_steps", "0"),)) == 32
+    assert batch(1078, sets=(("sample_epochs", "20"),)) == 48  # 1078 x 20 / 400 = 54 -> 48
+
+
 class _StopsAtTwo(RFAU):
     """RFAU that declares itself converged after its second epoch."""
 

@@ -118,7 +118,7 @@ def run_unlearn(
                         "original": compare_to_original(after_scores, before_scores),
                     }
                     report = build_report(
-                        cfg, job, method, settings, ctx, training, metrics, progress.phases, started, tmp, command,
+                        cfg, job, method, ctx.settings, ctx, training, metrics, progress.phases, started, tmp, command,
                         memory=memory(),
                     )
                     report["gates"] = gate_records(gate_results(gates, after, after_scores, before_scores))
@@ -263,6 +263,10 @@ def build_report(
             "epochs_requested": training.get("epochs_requested", settings.epochs),
             "epochs_source": training.get("epochs_source", "user" if settings.epochs_from_user else "method default"),
             "epochs_cap": training.get("epochs_cap"),
+            "batch_size": training.get("batch_size", settings.batch_size),
+            "batch_size_source": training.get(
+                "batch_size_source", "user" if settings.batch_size_from_user else "method default"
+            ),
             "epochs_run": training.get("epochs_run", len(training.get("history", []))),
             "stop_reason": training.get("stop_reason"),
             "steps": training.get("steps", 0),

@@ -127,12 +127,18 @@ class Method:
     drop_small_last: ClassVar[bool] = False
     default_epochs: ClassVar[int] = 10  # --epochs when not given
     default_lr: ClassVar[float] = 1e-3  # --lr when not given
+    default_batch_size: ClassVar[int] = 32  # --batch-size when not given (batch_size_for may grow it)
     Params: ClassVar[type[MethodParams]] = MethodParams  # the method's own hyper-parameters
 
     @classmethod
     def default_retain_ratio(cls, by: str) -> int:
         """--retain-ratio when not given: retain batches a step (DESIGN.md's k = 4)."""
         return DEFAULT_RETAIN_RATIO
+
+    def batch_size_for(self, settings: Any, splits: Any) -> int:
+        """The batch the run takes, once the request is known (`splits`): the resolved --batch-size.
+        A method may grow its default with the request where that saves steps, never a user's."""
+        return int(settings.batch_size)
 
     @classmethod
     def check_params(cls, params: MethodParams, id2label: dict[int, str], num_labels: int) -> None:

@@ -22,6 +22,7 @@ Forgotten data:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -72,6 +73,18 @@ MARGIN_BETA = 1.0
 # (docs/results.md, "Sample mode's defaults over three originals").
 SAMPLE_FORGET_SCALE = 0.025
 SAMPLE_RETAIN_RATIO = 2
+# Sample mode without --batch-size: a request larger than the default epoch cap needs for the step
+# minimum (sample_epochs x 32 rows / sample_min_steps, 213 rows at 60 and 400) takes the batch at
+# which that cap gives about the minimum (a multiple of 8, rounded down), at most this: its rows
+# are still seen 60 times, in fewer, larger steps. Measured (RFAU alone, three originals x 3 seeds
+# x 3 retrains a request, pooled share of the removable gap, batch 32 -> the rule): big ResNet
+# random 10% and whole images (1,078-1,080 rows, batch 128) -13 -> -2% and 63 -> 61%, big ViT's
+# whole images 167 -> 159%; fitted ResNet (404-405 rows, 56) 88 -> 88, 33 -> 35, 105 -> 104%; ViT
+# (270 rows, 40) 87 -> 89, 79 -> 83, 78 -> 76%; 22 of the 27 per-original gaps inside their spread
+# over seeds, three lower and two higher (0.12-0.26 pp). The fit fell from 0.62 to 0.28x the retrain's training on the big ResNet and
+# from 0.93 to 0.78x on the big ViT (CPU; docs/results.md, "Larger batches for larger requests").
+# Smaller requests keep 32: a larger batch there only adds epochs to reach the step minimum.
+SAMPLE_MAX_BATCH = 128
 # Sample mode: a hinge on the kept rows' margins (kept_margin_hinge), added to the retain term:
 # a kept row the original gets right must keep a margin of min(its own, KEPT_MARGIN_FLOOR).
 # Measured, with a floor of 1 logit, on the bench's digits models, 3 forget sets x 6 originals x
@@ -342,6 +355,18 @@ class RFAU(Method):
     def default_retain_ratio(cls, by: str) -> int:
         """Sample mode: SAMPLE_RETAIN_RATIO retain batches a step; class mode DESIGN.md's 4."""
         return SAMPLE_RETAIN_RATIO if by == "sample" else super().default_retain_ratio(by)
+
+    def batch_size_for(self, settings: Any, splits: Any) -> int:
+        """Sample mode, --batch-size not given: the default, or for a large request the batch with
+        which the default epoch cap gives about the step minimum (SAMPLE_MAX_BATCH at most)."""
+        size = int(settings.batch_size)
+        params = settings.params
+        min_steps = int(getattr(params, "sample_min_steps", 0))
+        if settings.batch_size_from_user or splits.by != "sample" or min_steps <= 0:
+            return size
+        # Rounded down to a multiple of 8, so that the default cap still gives the step minimum.
+        wanted = len(splits.forget) * int(getattr(params, "sample_epochs", 1)) / min_steps
+        return max(size, min(SAMPLE_MAX_BATCH, 8 * math.floor(wanted / 8)))
 
     @classmethod
     def check_params(cls, params: MethodParams, id2label: dict[int, str], num_labels: int) -> None:
