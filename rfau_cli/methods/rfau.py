@@ -81,8 +81,9 @@ SAMPLE_RETAIN_RATIO = 2
 # random 10% and whole images (1,078-1,080 rows, batch 128) -13 -> -2% and 63 -> 61%, big ViT's
 # whole images 167 -> 159%; fitted ResNet (404-405 rows, 56) 88 -> 88, 33 -> 35, 105 -> 104%; ViT
 # (270 rows, 40) 87 -> 89, 79 -> 83, 78 -> 76%; 22 of the 27 per-original gaps inside their spread
-# over seeds, three lower and two higher (0.12-0.26 pp). The fit fell from 0.62 to 0.28x the retrain's training on the big ResNet and
-# from 0.93 to 0.78x on the big ViT (CPU; docs/results.md, "Larger batches for larger requests").
+# over seeds, three lower and two higher (0.12-0.26 pp). The fit fell from 0.62 to 0.28x the
+# retrain's training on the big ResNet and from 0.93 to 0.78x on the big ViT (CPU; docs/results.md,
+# "Larger batches for larger requests").
 # Smaller requests keep 32: a larger batch there only adds epochs to reach the step minimum.
 SAMPLE_MAX_BATCH = 128
 # Sample mode: a hinge on the kept rows' margins (kept_margin_hinge), added to the retain term:
