@@ -74,7 +74,7 @@ BatchOpt = Annotated[
     typer.Option(
         "--batch-size",
         help="Rows per forget (and per retain) batch (default 32; RFAU's sample mode takes larger batches for a "
-        "request of over 213 rows, up to 128: report `training.batch_size`).",
+        "request of over 213 rows, up to 64: report `training.batch_size`).",
     ),
 ]
 RetainRatioOpt = Annotated[

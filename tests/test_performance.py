@@ -172,7 +172,7 @@ def test_a_large_sample_request_takes_larger_batches(resnet_ckpt, digits, tmp_pa
 
 def test_sample_batch_grows_with_the_request_only() -> None:
     """The rule itself: 32 up to 213 rows, then the batch at which 60 epochs give at least 400 steps
-    (a multiple of 8, rounded down), never over 128; class mode, a user's batch and a zero step
+    (a multiple of 8, rounded down), never over 64; class mode, a user's batch and a zero step
     minimum as given."""
     from types import SimpleNamespace
 
@@ -182,7 +182,7 @@ def test_sample_batch_grows_with_the_request_only() -> None:
         settings = MethodSettings(**given).resolved(RFAU, by)
         return RFAU().batch_size_for(settings, SimpleNamespace(by=by, forget=np.arange(rows)))
 
-    assert [batch(n) for n in (30, 213, 250, 270, 405, 853, 1078, 100_000)] == [32, 32, 32, 40, 56, 120, 128, 128]
+    assert [batch(n) for n in (30, 213, 250, 270, 405, 426, 427, 1078, 100_000)] == [32, 32, 32, 40, 56, 56, 64, 64, 64]
     assert batch(1078, "class") == 32
     assert batch(1078, batch_size=16) == 16
     assert batch(1078, sets=(("sample_min_steps", "0"),)) == 32

@@ -78,14 +78,13 @@ SAMPLE_RETAIN_RATIO = 2
 # which that cap gives about the minimum (a multiple of 8, rounded down), at most this: its rows
 # are still seen 60 times, in fewer, larger steps. Measured (RFAU alone, three originals x 3 seeds
 # x 3 retrains a request, pooled share of the removable gap, batch 32 -> the rule): big ResNet
-# random 10% and whole images (1,078-1,080 rows, batch 128) -13 -> -2% and 63 -> 61%, big ViT's
-# whole images 167 -> 159%; fitted ResNet (404-405 rows, 56) 88 -> 88, 33 -> 35, 105 -> 104%; ViT
-# (270 rows, 40) 87 -> 89, 79 -> 83, 78 -> 76%; 22 of the 27 per-original gaps inside their spread
-# over seeds, three lower and two higher (0.12-0.26 pp). The fit fell from 0.62 to 0.28x the
-# retrain's training on the big ResNet and from 0.93 to 0.78x on the big ViT (CPU; docs/results.md,
-# "Larger batches for larger requests").
-# Smaller requests keep 32: a larger batch there only adds epochs to reach the step minimum.
-SAMPLE_MAX_BATCH = 128
+# random 10% and whole images (1,078-1,080 rows, batch 64) -13 -> -9% and 63 -> 62%, big ViT's
+# whole images 167 -> 163%; fitted ResNet (404-405 rows, 56) 88 -> 88, 33 -> 35, 105 -> 104%; ViT
+# (270 rows, 40) 87 -> 89, 79 -> 83, 78 -> 76% (docs/results.md, "Larger batches for larger
+# requests": per-original gaps, cost). Smaller requests keep 32: a larger batch there only adds
+# epochs to reach the step minimum. The cap bounds a step's memory (three batches): 128 gave the
+# big models the same gaps in 540 steps, but took MiniLM from 1.8 to 4.6 GB on 128-token rows.
+SAMPLE_MAX_BATCH = 64
 # Sample mode: a hinge on the kept rows' margins (kept_margin_hinge), added to the retain term:
 # a kept row the original gets right must keep a margin of min(its own, KEPT_MARGIN_FLOOR).
 # Measured, with a floor of 1 logit, on the bench's digits models, 3 forget sets x 6 originals x
