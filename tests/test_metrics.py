@@ -114,6 +114,24 @@ def test_svc_mia_efficacy_known_answers_and_determinism():
     assert again == low
 
 
+def test_svc_mia_efficacy_side_by_side_equals_one_after_another():
+    """The five fits run on threads: each feature's share is the one a plain loop gives it."""
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(1)
+    mp, my = _confident(rng, 120)
+    nmp, nmy = _unsure(rng, 90)
+    tp, ty = np.concatenate([_confident(rng, 30)[0], _unsure(rng, 30)[0]]), rng.integers(0, 10, 60)
+    got = M.svc_mia_efficacy(mp, my, nmp, nmy, tp, ty, seed=5)
+    im, inn = M._balance(mp, nmp, np.random.default_rng(5))
+    fm, fn, ft = M.mia_features(mp[im], my[im]), M.mia_features(nmp[inn], nmy[inn]), M.mia_features(tp, ty)
+    y = np.concatenate([np.ones(len(im)), np.zeros(len(inn))])
+    for key in M.MIA_FEATURES:
+        clf = SVC(C=3, gamma="auto", kernel="rbf").fit(np.concatenate([fm[key], fn[key]]), y)
+        assert got[key] == float(np.mean(clf.predict(ft[key]) == 0)), key
+    assert len(set(got.values())) > 1  # the features differ, so a mix-up of keys would show
+
+
 def test_svc_mia_efficacy_empty_target_is_nan():
     rng = np.random.default_rng(0)
     mp, my = _confident(rng, 20)
