@@ -420,9 +420,9 @@ def forget_rows(
     if kind == "g10":
         if sources is None:
             raise ValueError("g10 needs the rows' sources")
-        order = rng.permutation(np.unique(sources))
-        sizes = np.array([np.count_nonzero(sources == s) for s in order])
-        taken = order[: int(np.searchsorted(np.cumsum(sizes), round(n * 0.10))) + 1]
+        images, sizes = np.unique(sources, return_counts=True)
+        order = rng.permutation(len(images))
+        taken = images[order[: int(np.searchsorted(np.cumsum(sizes[order]), round(n * 0.10))) + 1]]
         return np.flatnonzero(np.isin(sources, taken))
     if kind in ("r1", "r10"):
         size = max(1, round(n * (0.01 if kind == "r1" else 0.10)))

@@ -263,10 +263,8 @@ def build_report(
             "epochs_requested": training.get("epochs_requested", settings.epochs),
             "epochs_source": training.get("epochs_source", "user" if settings.epochs_from_user else "method default"),
             "epochs_cap": training.get("epochs_cap"),
-            "batch_size": training.get("batch_size", settings.batch_size),
-            "batch_size_source": training.get(
-                "batch_size_source", "user" if settings.batch_size_from_user else "method default"
-            ),
+            "batch_size": settings.batch_size,  # the run's (`Method.batch_size_for`), as in `settings`
+            "batch_size_source": "user" if settings.batch_size_from_user else "method default",
             "epochs_run": training.get("epochs_run", len(training.get("history", []))),
             "stop_reason": training.get("stop_reason"),
             "steps": training.get("steps", 0),

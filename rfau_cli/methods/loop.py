@@ -212,8 +212,6 @@ def train(method: Method, ctx: FitContext) -> dict[str, Any]:
         "epochs_requested": s.epochs,
         "epochs_source": "user" if s.epochs_from_user else "method default",
         "epochs_cap": epochs,
-        "batch_size": s.batch_size,
-        "batch_size_source": "user" if s.batch_size_from_user else "method default",
         "epochs_run": len(history),
         "steps": step,
         "stop_reason": stop_reason or f"epochs cap ({epochs})",
