@@ -15,10 +15,11 @@ from rfau_cli.commands.bench import (
     NONE,
     REFERENCE,
     noise_floor,
+    removable_by_metric,
     removable_gap,
     share_closed,
 )
-from rfau_cli.commands.bench_render import HEADER
+from rfau_cli.commands.bench_render import HEADER, describe
 from rfau_cli.same_time import plan_same_time, same_time_label
 
 METHODS = ("rfau", "finetune")
@@ -341,6 +342,54 @@ def test_floor_and_share_closed_known_numbers():
     assert share_closed(1.0, 0.5, 1.5) is None  # nothing removable: doing nothing is within the floor
 
 
+def _summary_row(method, ua, ra, ta, mia):
+    return {"method": method, "per_metric_gap_pp": {
+        k: {"mean": v, "std": 0.0, "n": 3} for k, v in (("ua", ua), ("ra", ra), ("ta", ta), ("mia_efficacy", mia))
+    }}  # fmt: skip
+
+
+def _bench_result(none, floor):
+    """The parts of bench.json `describe` reads, for doing nothing's and the floor's per-metric gaps."""
+    summary = [_summary_row(REFERENCE, *floor), _summary_row(NONE, *none)]
+    none_gap, floor_gap = sum(none) / 4, sum(floor) / 4
+    return {
+        "seeds": [0, 1, 2], "reference": {"source": "retrain", "seeds": [0, 1, 2], "labels": []}, "audit_seed": 0,
+        "floor": {"mean": floor_gap, "std": 0.1, "n": 3}, "none": {"avg_gap_pp": {"mean": none_gap, "std": 0.1}},
+        "removable_gap_pp": removable_gap(none_gap, floor_gap), "removable_by_metric_pp": removable_by_metric(summary),
+    }  # fmt: skip
+
+
+def test_the_removable_gap_metric_by_metric_tells_forgetting_from_standing():
+    """A weaker seed's TA gap is no memory of D_f: the bench says where the removable gap lies."""
+    # A 5-row request the original gets right, as its retrains do (measured on MiniLM): UA and
+    # MIA-efficacy at the floor, all of the removable gap the original's 2.3-point TA deficit.
+    standing = _bench_result(none=(0.0, 1.4, 2.7, 0.0), floor=(0.0, 1.26, 0.42, 0.0))
+    parts = standing["removable_by_metric_pp"]
+    assert parts == pytest.approx({"ua": 0.0, "ra": 0.14, "ta": 2.28, "mia_efficacy": 0.0})
+    assert sum(parts.values()) / 4 == pytest.approx(standing["removable_gap_pp"])  # the parts add up
+    text = describe(standing)[2]
+    assert "UA +0.00, MIA-efficacy +0.00, RA +0.14, TA +2.28 pp" in text
+    assert "Nothing about D_f is left to remove" in text and "does not measure forgetting" in text
+
+    # Doing nothing within the floor: no share, whatever the parts.
+    within = _bench_result(none=(0.0, 2.0, 1.0, 1.0), floor=(9.0, 1.0, 1.2, 8.0))
+    assert within["removable_by_metric_pp"] == pytest.approx({"ua": -9.0, "ra": 1.0, "ta": -0.2, "mia_efficacy": -7.0})
+    assert within["removable_gap_pp"] < 0 and "share closed is n/a" in describe(within)[2]
+    # A memorised request: the forgotten rows carry the gap, and nothing is added.
+    memorised = _bench_result(none=(20.0, 0.5, 3.0, 25.0), floor=(2.0, 0.5, 1.0, 3.0))
+    text = describe(memorised)[2]
+    assert "UA +18.00, MIA-efficacy +22.00, RA +0.00, TA +2.00 pp." in text
+    assert "Nothing about D_f" not in text and "Most of it" not in text
+
+    # Mostly standing, some forgetting: read with the per-metric table.
+    mixed = _bench_result(none=(1.0, 2.0, 4.0, 1.5), floor=(0.5, 0.5, 0.5, 1.0))
+    assert "Most of it is the original's standing" in describe(mixed)[2]
+
+    # One reference: no floor, nothing to split.
+    assert removable_by_metric([_summary_row(NONE, 1, 1, 1, 1), {"method": REFERENCE, "per_metric_gap_pp": {
+        k: {"mean": None, "std": None, "n": 0} for k in ("ua", "ra", "ta", "mia_efficacy")}}]) is None  # fmt: skip
+
+
 def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sample_forget_file, tmp_path):
     """Two retrained references: the floor, the "none" row and the share closed in json and md."""
     train, test = digits
@@ -383,6 +432,9 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
     assert none["gap"]["avg_gap_pp"] == pytest.approx(data["none"]["avg_gap_pp"]["mean"])
     assert [g["reference"] for g in none["gap"]["per_reference"]] == ["retrain-s0", "retrain-s1"]
     assert data["removable_gap_pp"] == pytest.approx(none["gap"]["avg_gap_pp"] - floor["mean"])
+    parts = data["removable_by_metric_pp"]
+    assert set(parts) == {"ua", "ra", "ta", "mia_efficacy"}
+    assert sum(parts.values()) / 4 == pytest.approx(data["removable_gap_pp"])
 
     run = next(r for r in data["runs"] if r["method"] == "finetune")
     per_ref = [g["avg_gap_pp"] for g in run["gap"]["per_reference"]]

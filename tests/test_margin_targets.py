@@ -4,11 +4,13 @@ whose answer is known: the properties a user relies on, not the formula's digits
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rfau_cli.methods.margin_targets import (
     class_log_prior,
     class_surplus,
     concentrated_classes,
+    expected_new_errors,
     familiar_test_rows,
     label_shift,
     margin_targets,
@@ -150,3 +152,31 @@ def test_the_surplus_of_a_class_the_original_is_surer_of_lowers_it_further() -> 
     assert class_log_prior(labels, labels[forget], 4, class_slope=2.0, surplus=unsure)[2] == 0.0
     # only the classes asked for, and nothing for a class without test rows
     assert class_surplus(sure, test_labels, [2, 7], 0.5) == {2: surplus[2], 7: 0.0}
+
+
+def test_a_request_too_small_for_a_new_error_turns_no_right_row_wrong() -> None:
+    """MiniLM's measured rates: 2.5% of training rows wrong, 8% of test rows. A right row in the
+    members' lowest 5% maps to a wrong test margin; a 5-row request (0.28 new errors expected of
+    a retrain) keeps it right, a 50-row one (2.8 expected) lets it cross."""
+    members = np.concatenate([np.linspace(-2.0, -0.01, 25), np.linspace(0.01, 6.0, 975)])  # 2.5% wrong
+    test = np.concatenate([np.linspace(-3.0, -0.01, 80), np.linspace(0.01, 5.0, 920)])  # 8% wrong
+    right_but_unsure, already_wrong, sure = 0.1, -0.5, 4.0
+    request = np.array([right_but_unsure, already_wrong, sure, 3.0, 3.5])
+    train_labels = np.repeat([0, 1], 50_000)  # the request's class barely loses rows: no label shift to speak of
+
+    def targets(rows: np.ndarray) -> np.ndarray:
+        return margin_targets(rows, np.zeros(len(rows), dtype=np.int64), np.ones(len(rows), dtype=np.int64),
+                              members, test, train_labels, 2)  # fmt: skip
+
+    assert expected_new_errors(5, members, test) == pytest.approx(5 * (0.08 - 0.025))
+    assert transport(np.array([right_but_unsure]), members, test)[0] < 0  # the transport alone would cross
+    small = targets(request)
+    assert small[0] == right_but_unsure  # kept right, at its own margin
+    assert small[1] < already_wrong  # a wrong row still goes where its percentile says
+    assert np.all(small[2:] < request[2:]) and np.all(small[2:] > 0)  # the sure rows still fall
+    large = targets(np.concatenate([request, np.full(45, 3.0)]))
+    assert expected_new_errors(50, members, test) >= 0.5 and large[0] < 0  # 50 rows: it crosses
+    assert np.allclose(large[1:5], small[1:5], atol=0.01)  # nothing else changes
+    # A memorising model's 10-row request (none of its rows wrong, 20% of test rows): 2 expected.
+    assert expected_new_errors(10, np.full(100, 5.0), np.concatenate([np.full(20, -1.0), np.full(80, 2.0)])) == 2.0
+    assert expected_new_errors(5, np.array([]), test) == 0.0

@@ -101,6 +101,31 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     )
 
 
+def test_a_request_too_small_for_a_new_error_keeps_its_rows_right(overfit, tmp_path, cli) -> None:
+    """The two training rows the original is least sure of (the members' lowest percentiles, which
+    the transport maps to wrong test margins): a retrain is expected to get well under one of them
+    wrong (|D_f| x the original's test error minus its training error), so neither is asked to turn
+    wrong. The 30-row request of the same model expects about two: there the targets are the
+    transport's."""
+    from transformers import AutoModelForImageClassification
+
+    from rfau_cli.methods.margin_targets import margins
+
+    pixels, labels = _test_rows(overfit.data[0])  # the training rows, as the model takes them
+    original = AutoModelForImageClassification.from_pretrained(overfit.original).eval()
+    margin = margins(_logits(original, pixels).numpy(), labels.numpy())[0]
+    least_sure = np.argsort(np.where(margin > 0, margin, np.inf))[:2]
+    forget = tmp_path / "two.txt"
+    forget.write_text("\n".join(map(str, sorted(least_sure))) + "\n")
+    report = _unlearn(cli, overfit.original, overfit.data, forget, tmp_path / "two", "--epochs", 5)
+    training, before, after = report["training"], report["metrics"]["before"], report["metrics"]["after"]
+    assert before["forget"]["acc"] == 1.0
+    assert 0 < training["expected_new_errors"] < 0.5 and training["rows_asked_to_cross"] == 0
+    assert after["forget"]["acc"] == 1.0  # both rows still right (without the rule: both asked to cross)
+    thirty = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / "thirty", "--epochs", 5)
+    assert thirty["training"]["expected_new_errors"] >= 0.5
+
+
 def test_a_run_short_of_its_targets_pushes_harder(overfit, tmp_path, cli) -> None:
     """A run on course to end far from its targets (here a pull of a hundredth of the usual
     weight, 12 epochs) doubles its forget weight once two windows of history show it, and ends

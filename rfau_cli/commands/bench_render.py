@@ -122,6 +122,8 @@ def describe(result: dict[str, Any]) -> list[str]:
         )
         if removable is not None and removable <= 0:
             floor_text += " Doing nothing is already within the floor: share closed is n/a."
+        elif removable is not None:
+            floor_text += removable_parts_text(result.get("removable_by_metric_pp"))
     else:
         floor_text = ("Floor: n/a (one reference; give --reference-seeds 0,1,2 or several --reference for the "
             "floor and the share closed).")
@@ -140,6 +142,42 @@ def describe(result: dict[str, Any]) -> list[str]:
         "Loss AUC gap: |loss-attack AUC - the references' mean|. Time: setup + fit of the run."
         + (_lira_text(result) if "lira" in result.get("attacks", ()) else ""),
     ]
+
+
+# The avg gap's metrics that say how a model treats the forgotten rows, and those that say how
+# it stands on the rows it keeps and on unseen rows.
+FORGETTING_METRICS = ("ua", "mia_efficacy")
+STANDING_METRICS = ("ra", "ta")
+_METRIC_NAMES = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-efficacy"}
+
+
+def removable_parts_text(parts: dict[str, float] | None) -> str:
+    """Where the removable gap lies, metric by metric, and what that means for the share closed.
+
+    A seed that came out weaker or stronger than its retrains carries an RA/TA gap that no
+    unlearning of D_f should close; when that is all there is, a share closed measures how a
+    method moved the model's standing, not what it forgot.
+    """
+    if not parts:
+        return ""
+    listed = [k for k in (*FORGETTING_METRICS, *STANDING_METRICS) if k in parts]
+    text = " Doing nothing's gap above the floor by metric: " + ", ".join(
+        f"{_METRIC_NAMES[k]} {parts[k]:+.2f}" for k in listed
+    ) + " pp."
+    forgetting = sum(max(0.0, parts[k]) for k in FORGETTING_METRICS if k in parts)
+    standing = sum(max(0.0, parts[k]) for k in STANDING_METRICS if k in parts)
+    if forgetting <= 0 < standing:
+        text += (
+            " Nothing about D_f is left to remove: the original treats the forgotten rows as its retrains"
+            " do (UA and MIA-efficacy within the floor), and its gap is its standing on kept and unseen rows"
+            " (RA, TA), which forgetting does not restore. The share closed does not measure forgetting here."
+        )
+    elif standing > forgetting:
+        text += (
+            " Most of it is the original's standing on kept and unseen rows (RA, TA), not the forgotten rows"
+            " (UA, MIA-efficacy): read the share closed with the per-metric table."
+        )
+    return text
 
 
 def slope_text(result: dict[str, Any]) -> str | None:

@@ -39,6 +39,7 @@ from rfau_cli.methods.margin_targets import (
     class_log_prior,
     class_surplus,
     concentrated_classes,
+    expected_new_errors,
     familiar_test_rows,
     margin_targets,
     margins,
@@ -454,6 +455,10 @@ class RFAU(Method):
         self.asked = np.maximum(f_margin - target_margin, 0.0)
         ctx.state["target_margin_mean"] = float(target_margin.mean())
         ctx.state["forget_margin_mean"] = float(f_margin.mean())
+        # Rows the original gets right that the targets turn wrong; none when the request is too small
+        # for a retrain to be expected to get half a row more of it wrong (margin_targets.py).
+        ctx.state["expected_new_errors"] = round(expected_new_errors(len(f_margin), m_margin, t_margin), 3)
+        ctx.state["rows_asked_to_cross"] = int(np.sum((f_margin > 0) & (target_margin <= 0)))
         ctx.state["targets_follow_test_rows"] = self.follow is not None
         self._warn_if_concentrated(ctx, splits.labels[population], f_labels)
         self._shift_head(ctx, splits.labels[population], f_labels)
