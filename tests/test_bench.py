@@ -362,7 +362,7 @@ def _bench_result(none, floor):
 def test_the_removable_gap_metric_by_metric_tells_forgetting_from_standing():
     """A weaker seed's TA gap is no memory of D_f: the bench says where the removable gap lies."""
     # A 5-row request the original gets right, as its retrains do (measured on MiniLM): UA and
-    # MIA-efficacy at the floor, all of the removable gap the original's 2.3-point TA deficit.
+    # MIA-efficacy at the floor, all of the removable gap its TA gap, 2.3 points above the floor's.
     standing = _bench_result(none=(0.0, 1.4, 2.7, 0.0), floor=(0.0, 1.26, 0.42, 0.0))
     parts = standing["removable_by_metric_pp"]
     assert parts == pytest.approx({"ua": 0.0, "ra": 0.14, "ta": 2.28, "mia_efficacy": 0.0})
