@@ -89,6 +89,8 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     assert before["test"]["conf"] < after["forget"]["conf"] < before["forget"]["conf"]  # toward test
     assert after["mia"]["loss_auc"] < before["mia"]["loss_auc"] - 0.05  # less distinguishable from test
     assert "target_warning" not in report["training"]  # held-out test rows: no warning
+    # 30 rows: a retrain is expected to get about two more wrong, so the targets may turn right rows wrong
+    assert report["training"]["expected_new_errors"] >= 0.5
     assert "concentration_warning" not in report["training"]  # a random 10%: no class loses 30%
     assert report["training"]["targets_reached"] == report["training"]["stop_reason"].startswith("converged")
     assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
@@ -105,8 +107,7 @@ def test_a_request_too_small_for_a_new_error_keeps_its_rows_right(overfit, tmp_p
     """The two training rows the original is least sure of (the members' lowest percentiles, which
     the transport maps to wrong test margins): a retrain is expected to get well under one of them
     wrong (|D_f| x the original's test error minus its training error), so neither is asked to turn
-    wrong. The 30-row request of the same model expects about two: there the targets are the
-    transport's."""
+    wrong (the 30-row request of the same model expects about two: test_sample_forgetting_moves_toward_test)."""
     from transformers import AutoModelForImageClassification
 
     from rfau_cli.methods.margin_targets import margins
@@ -122,8 +123,6 @@ def test_a_request_too_small_for_a_new_error_keeps_its_rows_right(overfit, tmp_p
     assert before["forget"]["acc"] == 1.0
     assert 0 < training["expected_new_errors"] < 0.5 and training["rows_asked_to_cross"] == 0
     assert after["forget"]["acc"] == 1.0  # both rows still right (without the rule: both asked to cross)
-    thirty = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / "thirty", "--epochs", 5)
-    assert thirty["training"]["expected_new_errors"] >= 0.5
 
 
 def test_a_run_short_of_its_targets_pushes_harder(overfit, tmp_path, cli) -> None:

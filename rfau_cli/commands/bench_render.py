@@ -148,7 +148,6 @@ def describe(result: dict[str, Any]) -> list[str]:
 # it stands on the rows it keeps and on unseen rows.
 FORGETTING_METRICS = ("ua", "mia_efficacy")
 STANDING_METRICS = ("ra", "ta")
-_METRIC_NAMES = {"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-efficacy"}
 
 
 def removable_parts_text(parts: dict[str, float] | None) -> str:
@@ -160,9 +159,10 @@ def removable_parts_text(parts: dict[str, float] | None) -> str:
     """
     if not parts:
         return ""
+    names = dict(PER_METRIC_COLUMNS)  # the per-metric table's titles: UA, RA, TA, MIA-efficacy
     listed = [k for k in (*FORGETTING_METRICS, *STANDING_METRICS) if k in parts]
     text = " Doing nothing's gap above the floor by metric: " + ", ".join(
-        f"{_METRIC_NAMES[k]} {parts[k]:+.2f}" for k in listed
+        f"{names[k]} {parts[k]:+.2f}" for k in listed
     ) + " pp."
     forgetting = sum(max(0.0, parts[k]) for k in FORGETTING_METRICS if k in parts)
     standing = sum(max(0.0, parts[k]) for k in STANDING_METRICS if k in parts)
