@@ -450,6 +450,22 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
 
     assert data["class_slope"] == {"classes": [], "rfau_used": None}  # a random 10%, and no RFAU
 
+    # The original's draw against its references' on unseen rows, and the setting that passes the
+    # references on to later requests: it names the retrains where the bench left them, and works.
+    unseen = data["unseen_rows"]
+    refs = [r for r in data["runs"] if r["method"] == REFERENCE]
+    assert unseen["paths"] == [str((out / "runs" / f"retrain-s{s}").resolve()) for s in (0, 1)]
+    assert unseen["test_error"] == pytest.approx(1 - none["metrics"]["ta"], abs=1e-3)
+    assert unseen["references_test_error"] == pytest.approx(1 - sum(r["metrics"]["ta"] for r in refs) / 2, abs=1e-3)
+    setting = f"test_margins_from={','.join(unseen['paths'])}"
+    assert "Unseen rows: the original gets" in (out / BENCH_MD).read_text() and setting in (out / BENCH_MD).read_text()
+    assert unseen["peers_among_references"] == []
+    later = invoke(cli, "unlearn", "-m", resnet_ckpt, "-d", train, "-f", sample_forget_file, "--test-data", test,
+                   "--epochs", 1, "--set", setting, "-o", tmp_path / "later", "--quiet", "--json")  # fmt: skip
+    assert later.exit_code == 0, later.stderr
+    used = json.loads(later.stdout)["training"]["test_margins_from"]
+    assert used["test_error"] == pytest.approx(unseen["references_test_error"], abs=1e-3)
+
     # The avg gap split into its four metrics: the floor's from the pair, none's and the method's
     # averaged over the two references, each the mean of what the runs hold.
     pair = floor["pairs"][0]["per_metric_pp"]
@@ -477,6 +493,33 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
     assert list(rows)[1:] == ["floor (between references)", "none (original)", "finetune"]  # after the header
     assert f"{floor['per_metric_pp']['mia_efficacy']['mean']:.2f}" in rows["floor (between references)"]
     assert (out / BENCH_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unseen_rows_say_which_draw_the_original_is():
+    """Known numbers: 4 test rows, margins from logits; the verdict follows the error rates' gap
+    against one standard error, and the setting is offered only for paths it can carry."""
+    import numpy as np
+
+    from rfau_cli.methods.peer_margins import describe_unseen, unseen_rows
+
+    labels = np.array([0, 1, 0, 1])
+
+    def logits(*margin: float) -> np.ndarray:  # each row's margin is the number given
+        return np.stack([np.where(labels == 0, margin, 0.0), np.where(labels == 1, margin, 0.0)], 1)
+
+    weak, strong = logits(2.0, -1.0, -3.0, 4.0), logits(2.0, 1.0, 3.0, 4.0)
+    block = unseen_rows(weak, [strong, strong], labels, ["/r/a", "/r/b"])
+    assert block["test_error"] == 0.5 and block["references_test_error"] == 0.0
+    assert block["median_margin"] == 0.5 and block["references_median_margin"] == 2.5
+    text = describe_unseen(block)
+    assert "a weaker draw of its recipe" in text and "`--set test_margins_from=/r/a,/r/b`" in text
+    assert "a stronger draw" in describe_unseen(unseen_rows(strong, [weak], labels, ["/r/a"]))
+    assert "as many as its references" in describe_unseen(unseen_rows(weak, [weak], labels, ["/r/a"]))
+    assert "--set" not in describe_unseen(unseen_rows(weak, [strong], labels, ["/r/a,b"]))
+    assert unseen_rows(weak, [], labels, []) is None and describe_unseen(None) is None
+    judged = describe_unseen({**block, "peers_among_references": ["/r/a"]})
+    assert "judged against models that set its targets" in judged
+    assert "judged against" not in text
 
 
 def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, resnet_ckpt, tmp_path):
@@ -520,11 +563,16 @@ def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, r
     following = tmp_path / "following"
     result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", forget, "--test-data", test, "--methods",
                     "rfau", "--reference", out / "runs" / "retrain-s0", "--reference", out / "runs" / "retrain-s1",
-                    "--epochs", 1, "--set", "follow_test_rows=true", "-o", following, "--quiet")  # fmt: skip
+                    "--epochs", 1, "--set", "follow_test_rows=true", "--set",
+                    f"test_margins_from={out / 'runs' / 'retrain-s0'}", "-o", following, "--quiet")  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    block = json.loads((following / BENCH_JSON).read_text())["class_slope"]
+    data = json.loads((following / BENCH_JSON).read_text())
+    block = data["class_slope"]
     assert block["rfau_used"] == 1.0 and block["classes"][0]["rfau_used"] == 1.0
     assert block["classes"][0]["rfau_surplus"] == 0.0 and block["classes"][0]["original_surplus"] != 0
+    # RFAU's peers were one of the references that judge it: the bench says so
+    assert data["unseen_rows"]["peers_among_references"] == [str((out / "runs" / "retrain-s0").resolve())]
+    assert "judged against models that set its targets" in (following / BENCH_MD).read_text()
 
 
 def test_bench_reference_and_reference_seeds_exclude_each_other(cli, digits, resnet_ckpt, sample_forget_file, tmp_path):

@@ -125,6 +125,44 @@ def test_a_request_too_small_for_a_new_error_keeps_its_rows_right(overfit, tmp_p
     assert after["forget"]["acc"] == 1.0  # both rows still right (without the rule: both asked to cross)
 
 
+def test_peers_of_the_recipe_stand_for_unseen_rows(overfit, tmp_path, cli) -> None:
+    """`--set test_margins_from=RETRAIN`: the targets map D_f onto the test margins of a model of the
+    same recipe (here the model retrained without D_f, as an earlier request's retrain would be)
+    instead of the original's own, and the report says whose, with both test errors. The original
+    named as its own peer asks exactly what the defaults ask."""
+    runs = {}
+    for name, peer in {"own": None, "self": overfit.original, "retrain": overfit.retrained}.items():
+        extra = ["--set", f"test_margins_from={peer}"] if peer else []
+        runs[name] = _unlearn(cli, overfit.original, overfit.data, overfit.forget, tmp_path / name, "--epochs", 1,
+                              *extra)  # fmt: skip
+    asked = ("target_margin_mean", "expected_new_errors", "rows_asked_to_cross")
+    own, same, peer = (runs[k]["training"] for k in ("own", "self", "retrain"))
+    assert "test_margins_from" not in own
+    assert {k: same[k] for k in asked} == {k: own[k] for k in asked}
+    assert same["test_margins_from"]["test_error"] == same["test_margins_from"]["original_test_error"]
+    audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
+                   overfit.data[1], "--forget", overfit.forget, "--json", "--quiet")  # fmt: skip
+    retrained_test_acc = json.loads(audit.stdout)["metrics"]["test"]["acc"]
+    used = peer["test_margins_from"]
+    assert used["models"] == [str(overfit.retrained)]
+    assert used["weights_sha256"] == [{"model.safetensors": sha256_file(overfit.retrained / "model.safetensors")}]
+    assert used["test_error"] == pytest.approx(1 - retrained_test_acc, abs=1e-3)
+    assert used["original_test_error"] == pytest.approx(1 - runs["own"]["metrics"]["before"]["test"]["acc"], abs=1e-3)
+    assert peer["target_margin_mean"] != own["target_margin_mean"]
+
+
+def test_a_peer_that_is_not_a_model_of_the_task_is_exit_2(overfit, text_ckpt, tmp_path, cli) -> None:
+    for name, peer, says in (("missing", tmp_path / "nowhere", "model not found"),
+                             ("text", text_ckpt, "has other classes than the model")):  # fmt: skip
+        out = tmp_path / name
+        result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
+                        overfit.data[1], "--forget", overfit.forget, "--out", out, "--set",
+                        f"test_margins_from={overfit.retrained},{peer}")  # fmt: skip
+        assert result.exit_code == 2, result.stderr
+        assert says in result.stderr and "test_margins_from" in result.stderr and "Traceback" not in result.stderr
+        assert not out.exists() and not list(tmp_path.glob(f".{name}*"))
+
+
 def test_a_run_short_of_its_targets_pushes_harder(overfit, tmp_path, cli) -> None:
     """A run on course to end far from its targets (here a pull of a hundredth of the usual
     weight, 12 epochs) doubles its forget weight once two windows of history show it, and ends

@@ -152,6 +152,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             runs.append(_log(progress, ref))
         none = _none_run(auditor, ok_refs, auc_ref, floor["mean"])
         slopes = _class_slopes(job, none, ok_refs)
+        unseen = _unseen_rows(cfg, job, none, ok_refs)
         gap_none = none.get("gap", {}).get("avg_gap_pp")
         runs.append(_log(progress, none))
 
@@ -205,6 +206,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "removable_gap_pp": removable_gap(gap_none, floor["mean"]),
             "removable_by_metric_pp": removable_by_metric(summary),
             "class_slope": {"classes": slopes, "rfau_used": _rfau_class_slope(cfg, names, job, slopes)},
+            "unseen_rows": unseen,
             "reference_loss_auc": auc_ref,
             "runs": runs,
             "summary": summary,
@@ -414,6 +416,22 @@ def _class_slopes(job: Any, none: dict[str, Any], refs: list[dict[str, Any]]) ->
         none["test_log_probs"], tests, splits.test_labels, splits.labels[population], splits.labels[splits.forget],
         job.model.config.num_labels, dict(job.model.config.id2label),
     )  # fmt: skip
+
+
+def _unseen_rows(cfg: BenchConfig, job: Any, none: dict[str, Any], refs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The original's test error and margins against its references' (peer_margins.py), with the
+    references' checkpoints as they will lie once the bench is written: for `test_margins_from`."""
+    from rfau_cli.methods.peer_margins import peer_paths, unseen_rows
+
+    tests = [r.get("test_log_probs") for r in refs]
+    if job.splits.by != "sample" or none.get("test_log_probs") is None or not tests or any(t is None for t in tests):
+        return None
+    paths = [str(Path(r["path"]).resolve()) if "path" in r else str((cfg.out / r["dir"]).resolve()) for r in refs]
+    block = unseen_rows(none["test_log_probs"], tests, job.splits.test_labels, paths)
+    if block is not None:  # peers that are this bench's references: the judges set the targets
+        given = {str(p.resolve()) for p in peer_paths(dict(cfg.hparams.sets).get("test_margins_from", ""))}
+        block["peers_among_references"] = [p for p in paths if p in given]
+    return block
 
 
 def _rfau_class_slope(cfg: BenchConfig, names: list[str], job: Any, slopes: list[dict[str, Any]]) -> float | None:

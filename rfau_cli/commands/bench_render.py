@@ -128,6 +128,7 @@ def describe(result: dict[str, Any]) -> list[str]:
         floor_text = ("Floor: n/a (one reference; give --reference-seeds 0,1,2 or several --reference for the "
             "floor and the share closed).")
     slope = slope_text(result)
+    unseen = unseen_text(result)
     same_time = same_time_text(result)
     return [
         f"Method seeds: {seeds}. References: {source}. Every model audited on the same rows (audit seed "
@@ -136,6 +137,7 @@ def describe(result: dict[str, Any]) -> list[str]:
         floor_text,
         "",
         *([slope, ""] if slope else []),
+        *([unseen, ""] if unseen else []),
         *([same_time, ""] if same_time else []),
         "Cells: mean ± std over method seeds. Avg gap: mean |method - reference| over UA, RA, TA, MIA-efficacy (pp), "
         "averaged over the references. Share closed: (gap of none - gap) / (gap of none - floor). "
@@ -186,6 +188,13 @@ def slope_text(result: dict[str, Any]) -> str | None:
 
     block = result.get("class_slope") or {}
     return describe_slopes(block.get("classes") or [], block.get("rfau_used"))
+
+
+def unseen_text(result: dict[str, Any]) -> str | None:
+    """The original's draw against its references' on unseen rows (peer_margins.py)."""
+    from rfau_cli.methods.peer_margins import describe_unseen
+
+    return describe_unseen(result.get("unseen_rows"))
 
 
 def same_time_text(result: dict[str, Any]) -> str | None:
@@ -294,7 +303,7 @@ def print_bench_table(result: dict[str, Any], out_dir: Path) -> None:
         console = Console(width=180)
     console.print(table)
     console.print(describe(result)[2], highlight=False)
-    for line in (slope_text(result), same_time_text(result)):
+    for line in (slope_text(result), unseen_text(result), same_time_text(result)):
         if line:
             console.print(line, highlight=False)
     for run in result["runs"]:

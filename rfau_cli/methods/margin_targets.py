@@ -51,6 +51,8 @@ less a retrain learns its class from the rows the request leaves:
 
 It assumes the test rows are drawn like the training rows: on a test set easier than the
 training data (the model surer of it than of its own rows), targets ask too little.
+Q_test is the original's own test margins, one draw of its recipe; given models of the same
+recipe (`test_margins_from`, peer_margins.py) it is theirs, pooled.
 """
 
 from __future__ import annotations

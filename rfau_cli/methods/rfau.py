@@ -250,6 +250,14 @@ class TargetParams(MethodParams):
         "false: the forgotten rows' targets alone carry it.",
     )
 
+    test_margins_from: str = param(
+        "",
+        "Sample mode: checkpoints of the original's recipe, comma-separated (retrains of an earlier request, "
+        "from `rfau retrain` or `rfau bench`), whose margins on the test rows stand for a retrain's on unseen "
+        "rows instead of the original's own: for an original that is a weaker or stronger draw of its recipe "
+        "than its retrains (report: training.test_margins_from).",
+    )
+
     forget_pull: str = param(
         "auto",
         "Sample mode: 'two-sided' holds a forget row that fell below its target back up at it; 'one-sided' "
@@ -371,8 +379,11 @@ class RFAU(Method):
 
     @classmethod
     def check_params(cls, params: MethodParams, id2label: dict[int, str], num_labels: int) -> None:
-        """`class_slopes` must name classes the model has."""
+        """`class_slopes` must name classes the model has; `test_margins_from`, models with its classes."""
+        from rfau_cli.methods.peer_margins import check_peers
+
         resolve_class_slopes(getattr(params, "class_slopes", ""), id2label, num_labels)
+        check_peers(getattr(params, "test_margins_from", ""), id2label, num_labels)
 
     def setup(self, ctx: FitContext) -> None:
         if ctx.splits.by == "class":
@@ -419,6 +430,7 @@ class RFAU(Method):
         f_labels = splits.labels[splits.forget]
         f_margin, runner_up = margins(f_logits, f_labels)
         m_margin, t_margin = margins(m_logits, splits.labels[members])[0], margins(t_logits, splits.test_labels)[0]
+        unseen = self._unseen_margins(ctx, t_margin)  # the margins the targets map forgotten rows onto
         self._choose_by_memorisation(ctx, m_logits, splits.labels[members], t_logits, splits.test_labels)
         self.kept_floor = hinge_floor(getattr(ctx.params, "kept_margin_floor", "auto"), m_margin)
         if self.kept_weight:
@@ -436,7 +448,7 @@ class RFAU(Method):
             names = ctx.model.config.id2label
             ctx.state["class_surplus"] = {str(names.get(c, c)): round(v, 4) for c, v in self.surplus.items()}
         target_margin = margin_targets(
-            f_margin, f_labels, runner_up, m_margin, t_margin,
+            f_margin, f_labels, runner_up, m_margin, unseen,
             splits.labels[population], ctx.num_labels, self.slope, self.per_class, self.surplus,
         )  # fmt: skip
         if familiar_test_rows(m_margin, t_margin):
@@ -457,11 +469,32 @@ class RFAU(Method):
         ctx.state["forget_margin_mean"] = float(f_margin.mean())
         # Rows the original gets right that the targets turn wrong; none when the request is too small
         # for a retrain to be expected to get half a row more of it wrong (margin_targets.py).
-        ctx.state["expected_new_errors"] = round(expected_new_errors(len(f_margin), m_margin, t_margin), 3)
+        ctx.state["expected_new_errors"] = round(expected_new_errors(len(f_margin), m_margin, unseen), 3)
         ctx.state["rows_asked_to_cross"] = int(np.sum((f_margin > 0) & (target_margin <= 0)))
         ctx.state["targets_follow_test_rows"] = self.follow is not None
         self._warn_if_concentrated(ctx, splits.labels[population], f_labels)
         self._shift_head(ctx, splits.labels[population], f_labels)
+
+    def _unseen_margins(self, ctx: FitContext, t_margin: np.ndarray) -> np.ndarray:
+        """The original's test margins, or its peers' (`test_margins_from`, peer_margins.py)."""
+        from rfau_cli.methods.peer_margins import check_peers, peer_test_margins
+
+        refs = check_peers(getattr(ctx.params, "test_margins_from", ""), ctx.model.config.id2label, ctx.num_labels)
+        if not refs:
+            return t_margin
+        unseen = peer_test_margins(ctx, refs, _score)
+        from rfau_cli.checkpoint import sha256_file
+
+        ctx.state["test_margins_from"] = {
+            "models": [str(r.dir) for r in refs],
+            # what the targets were made from, as the ledger records the inputs (weights only)
+            "weights_sha256": [{f.name: sha256_file(f) for f in r.weight_files} for r in refs],
+            "test_error": round(float(np.mean(unseen <= 0)), 4),
+            "original_test_error": round(float(np.mean(t_margin <= 0)), 4),
+            "median_margin": round(float(np.median(unseen)), 4),
+            "original_median_margin": round(float(np.median(t_margin)), 4),
+        }
+        return unseen
 
     def _choose_by_memorisation(
         self, ctx: FitContext, m_logits: np.ndarray, m_labels: np.ndarray, t_logits: np.ndarray, t_labels: np.ndarray
