@@ -72,6 +72,12 @@ the method's) / (sum of none's gaps - sum of the floors), weighs each draw by wh
 remove, where the plain mean counts a draw with almost nothing to remove (a share that is
 mostly noise) like any other; a draw with nothing to remove (the floor at or above doing
 nothing: retrains that disagree more than the original differs from them) is left out of it.
+With several forget sets, `--peers` also runs RFAU on every draw given, as peers of the recipe
+(`--set test_margins_from`), the retrains of another request of the same model, judged against
+the draw's own: a random request's (r1, r10) those of the next forget set (the last set takes
+the first's), a c10 or g10 one's those of the model's first r10 set (list `MODEL-r10` before
+it); a row `rfau+peers`, under OUT/<scenario>/forget-<f>/original-<seed>-peers/. Measured on the digits draws (docs/results.md, "Peers of the recipe"):
+the avg gap fell on 89 of 138, most on originals weaker or stronger than their retrains.
 
 Every reference is retrained with the original's own recipe, once per `--reference-seeds`;
 each method runs once per `--seeds` (`rfau bench` docs: docs/bench.md). The summary table
@@ -471,13 +477,15 @@ def run_scenario(
     seed: int = ORIGINAL_SEED,
     references: list[Path] | None = None,
     forget_seed: int = 0,
+    peers: list[Path] | None = None,
 ) -> dict[str, Any]:
     """One `rfau bench` in a subprocess (the real CLI); returns its bench.json, or the failure.
 
     With several originals each gets its own bench under OUT/<scenario>/original-<seed>/ (under
     OUT/<scenario>/forget-<f>/ too with several forget sets); the first original of a forget set
     retrains the references, the others are judged against those same retrains (`references`),
-    so that only the original differs between them."""
+    so that only the original differs between them. With `peers`, RFAU alone, given them as
+    `--set test_margins_from` (`--peers`), in a sibling directory named ...-peers."""
     spec = MODELS[name.rsplit("-", 1)[0]]
     model, train, test, init = inputs["models"][spec.name][seed]
     forget = write_forget(args.cache, spec, train, name.rsplit("-", 1)[1], forget_seed)
@@ -486,6 +494,8 @@ def run_scenario(
         out, label = out / f"forget-{forget_seed}", f"{label}, forget set {forget_seed}"
     if len(args.original_seeds) > 1:
         out, label = out / f"original-{seed}", f"{label}, original {seed}"
+    if peers:
+        out, label = out.with_name(out.name + "-peers"), f"{label}, RFAU with peers"
     judged_by = ["--reference-seeds", args.reference_seeds, *spec.recipe("--retrain-")]
     if init is not None:
         judged_by += ["--retrain-init", str(init)]
@@ -511,9 +521,11 @@ def run_scenario(
         str(out),
         "--quiet",
     ]
-    if args.methods:
+    if peers:
+        cmd += ["--methods", "rfau", "--set", "test_margins_from=" + ",".join(str(p) for p in peers)]
+    elif args.methods:
         cmd += ["--methods", args.methods]
-    if args.same_time_as:
+    if args.same_time_as and not peers:
         cmd += ["--same-time-as", args.same_time_as]
     cmd += shlex.split(args.bench_args)
     log = args.out / "logs" / (out.relative_to(args.out).as_posix().replace("/", "-") + ".log")
@@ -543,6 +555,65 @@ def run_draws(name: str, args: argparse.Namespace, inputs: dict[str, Any]) -> di
             if references is None and runs[(forget_seed, seed)]["status"] == "ok":
                 references = runs[(forget_seed, seed)]["references"]
     return runs
+
+
+# The row `--peers` adds to every draw: RFAU given the retrains of another forget set as peers.
+PEERS_ROW = "rfau+peers"
+
+
+# Forget kinds whose peers are the next forget set's retrains; the others take a random request's.
+RANDOM_KINDS = ("r1", "r10")
+
+
+def peer_sources(
+    name: str, args: argparse.Namespace, runs: dict[Draw, dict[str, Any]], done: dict[str, dict[Draw, dict[str, Any]]]
+) -> dict[int, list[Path]] | None:
+    """For each forget seed of `name`, the retrains its RFAU gets as peers (`--peers`): a random
+    request's, the next forget set's (the last set takes the first's); a concentrated or
+    whole-image one's, the first forget set's of the model's r10 scenario, which must have run
+    before it (retrains that lost most of the same class would count its fall twice, on top of
+    the class terms). None when there is no such scenario."""
+    model, kind = name.rsplit("-", 1)
+    first, seeds = args.original_seeds[0], args.forget_seeds
+
+    def retrains(by_draw: dict[Draw, dict[str, Any]], forget_seed: int) -> list[Path]:
+        return list((by_draw.get((forget_seed, first)) or {}).get("references") or [])
+
+    if kind in RANDOM_KINDS:
+        return {f: retrains(runs, seeds[(seeds.index(f) + 1) % len(seeds)]) for f in seeds}
+    donor = done.get(f"{model}-r10")
+    return None if donor is None else {f: retrains(donor, seeds[0]) for f in seeds}
+
+
+def run_peer_draws(
+    name: str,
+    args: argparse.Namespace,
+    inputs: dict[str, Any],
+    runs: dict[Draw, dict[str, Any]],
+    done: dict[str, dict[Draw, dict[str, Any]]],
+) -> None:
+    """`--peers`: RFAU once more on every draw, given as peers of the recipe (`--set
+    test_margins_from`) the retrains of another request of the same model (`peer_sources`),
+    judged against the draw's own retrains: what a team that benched an earlier request of the
+    same model has, never the request's own answer. Its summary row joins the draw's bench as
+    PEERS_ROW; a failed peers bench is recorded under the draw's `peers_error`."""
+    sources = peer_sources(name, args, runs, done)
+    if sources is None:
+        model = name.rsplit("-", 1)[0]
+        print(f"[{name}] --peers: no {model}-r10 ran before it to take peers from; skipped", file=sys.stderr)
+        return
+    first = args.original_seeds[0]
+    for (forget_seed, seed), run in runs.items():
+        own, peers = (runs.get((forget_seed, first)) or {}).get("references"), sources.get(forget_seed)
+        if run["status"] != "ok" or not own or not peers:
+            continue
+        done = run_scenario(name, args, inputs, seed, own, forget_seed, peers=peers)
+        run["peers_wall_s"] = done["wall_s"]
+        if done["status"] != "ok":
+            run["peers_error"] = done["error"]
+            continue
+        row = next(r for r in done["bench"]["summary"] if r["method"] == "rfau")
+        run["bench"]["summary"].append({**row, "method": PEERS_ROW})
 
 
 def draw_label(draw: Draw, forget_seeds: int, originals: int) -> str:
@@ -823,6 +894,13 @@ def main() -> None:
         "every scenario is reported over forget sets x originals",
     )
     parser.add_argument(
+        "--peers",
+        action="store_true",
+        help=f"also run RFAU on every draw with `--set test_margins_from=` the retrains of another request: the "
+        f"next forget set's (r1, r10; needs two --forget-seeds or more) or the model's r10 set 0 (c10, g10; list "
+        f"MODEL-r10 first): a row `{PEERS_ROW}`",
+    )
+    parser.add_argument(
         "--cache", type=Path, default=None, help="where data, models and forget lists are kept (default OUT/inputs)"
     )
     parser.add_argument(
@@ -841,6 +919,8 @@ def main() -> None:
     args.forget_seeds = list(dict.fromkeys(int(s) for s in args.forget_seeds.split(",") if s.strip()))
     if not args.forget_seeds or min(args.forget_seeds) < 0:
         parser.error("--forget-seeds must be given, as seeds of 0 or more")
+    if args.peers and len(args.forget_seeds) < 2:
+        parser.error("--peers takes the retrains of another forget set: give two --forget-seeds or more")
     if not args.original_seeds or set(args.original_seeds) & {int(s) for s in args.reference_seeds.split(",")}:
         parser.error("--original-seeds must be given and must not share a seed with --reference-seeds")
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # nothing is ever downloaded (DESIGN.md)
@@ -864,16 +944,19 @@ def main() -> None:
     rows = []
     for name in names:
         runs[name] = run_draws(name, args, inputs)
+        if args.peers:
+            run_peer_draws(name, args, inputs, runs[name], runs)
         rows += across_draws(name, runs[name])
     table = render_table(rows)
     per_metric = render_per_metric(rows)
     print(table + (f"\n\n{per_metric}" if per_metric else ""))
+    peers_text = f"; `{PEERS_ROW}`: RFAU given the next forget set's retrains as peers" if args.peers else ""
     intro = [
         "# rfau scenarios",
         "",
         f"Method seeds {args.seeds}; reference seeds {args.reference_seeds}; originals (training seeds) "
         f"{', '.join(map(str, args.original_seeds))}; forget sets (seeds) {', '.join(map(str, args.forget_seeds))}; "
-        f"methods: {args.methods or 'all registered'}. "
+        f"methods: {args.methods or 'all registered'}{peers_text}. "
         "Share closed = (gap of none - gap) / (gap of none - floor), "
         + (
             "mean over draws (forget set x original) of each draw's mean over method seeds, ± the spread over "
@@ -887,7 +970,7 @@ def main() -> None:
         "",
         *[
             f"- `{n}`: {MODELS[n.rsplit('-', 1)[0]].description}; forget {FORGET_TITLES[n.rsplit('-', 1)[1]]}; "
-            + f"{sum(r['wall_s'] for r in runs[n].values()):.0f} s"
+            + f"{sum(r['wall_s'] + r.get('peers_wall_s', 0) for r in runs[n].values()):.0f} s"
             for n in names
         ],
         "",
@@ -899,6 +982,7 @@ def main() -> None:
         "original_seeds": args.original_seeds,
         "forget_seeds": args.forget_seeds,
         "methods": args.methods or "all",
+        "peers": args.peers,
         "inputs": manifest,
         "build_s": build_s,
         "wall_time_s": round(time.perf_counter() - started, 1),
@@ -907,6 +991,7 @@ def main() -> None:
                 "status": r["status"],
                 "wall_s": r["wall_s"],
                 "command": r["command"],
+                **({"peers_error": r["peers_error"]} if "peers_error" in r else {}),
                 **(
                     {"error": r["error"]}
                     if r["status"] != "ok"
@@ -938,10 +1023,10 @@ def main() -> None:
     )
     (args.out / "scenarios.md").write_text("\n".join([*intro, table, *split]) + "\n")
     failed = [
-        f"{n} ({draw_label(draw, 2, 2)})"
+        f"{n} ({draw_label(draw, 2, 2)}{', peers' if 'peers_error' in r else ''})"
         for n, by_draw in runs.items()
         for draw, r in by_draw.items()
-        if r["status"] != "ok"
+        if r["status"] != "ok" or "peers_error" in r
     ]
     print(
         f"\nwrote {args.out / 'scenarios.json'} and scenarios.md in {record['wall_time_s']:.0f}s"

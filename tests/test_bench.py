@@ -787,3 +787,75 @@ def test_scenarios_forget_sets_are_seeded_files(monkeypatch, tmp_path):
     a, b = rows(plain), rows(other)
     assert len(a) == len(b) == 100 and not np.array_equal(a, b)
     assert (labels[a] == 3).sum() == (labels[b] == 3).sum() == 60
+
+
+def test_scenarios_peers_give_rfau_another_forget_sets_retrains(monkeypatch, tmp_path):
+    """`--peers`: each draw's RFAU runs again with `--set test_margins_from=` another request's
+    retrains (never its own: a random request's, the next forget set's; a concentrated one's, the
+    model's first random set's), judged against its own, and joins the draw as a row `rfau+peers`."""
+    import argparse
+    import subprocess
+    from pathlib import Path
+
+    scenarios = _scenarios_module(monkeypatch)
+    calls = []
+
+    def fake_run(cmd, stdout, stderr, check):  # the real CLI's outputs, as run_scenario reads them
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        if "test_margins_from=" in " ".join(cmd) and "original-1001" in str(out) and "forget-2" in str(out):
+            return subprocess.CompletedProcess(cmd, 3)  # one peers bench fails
+        references = "--reference-seeds" in cmd
+        for s in (0, 1) if references else ():
+            (out / "runs" / f"retrain-s{s}").mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)
+        gap = 1.0 if "test_margins_from=" in " ".join(cmd) else 2.0
+        row = lambda m, g: {"method": m, "status": "ok", "avg_gap_pp": {"mean": g, "std": 0.1, "n": 2}}  # noqa: E731
+        (out / "bench.json").write_text(json.dumps({"summary": [row("none", 5.0), row("rfau", gap)]}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(scenarios.subprocess, "run", fake_run)
+    monkeypatch.setattr(scenarios, "write_forget", lambda cache, spec, train, kind, seed=0: tmp_path / f"f{seed}.txt")
+    args = argparse.Namespace(
+        out=tmp_path / "out", seeds="0,1", reference_seeds="0,1", forget_seeds=[0, 1, 2], original_seeds=[1000, 1001],
+        methods="rfau,finetune", same_time_as="rfau", bench_args="", cache=tmp_path,
+    )  # fmt: skip
+    (args.out / "logs").mkdir(parents=True)
+    spec = scenarios.MODELS["resnet-fit"]
+    inputs = {"models": {spec.name: {s: (tmp_path / f"m{s}", tmp_path / "train", tmp_path / "test", None)
+                                     for s in (1000, 1001)}}}  # fmt: skip
+    runs = scenarios.run_draws("resnet-fit-r10", args, inputs)
+    scenarios.run_peer_draws("resnet-fit-r10", args, inputs, runs, {"resnet-fit-r10": runs})
+
+    def retrains(forget_seed, name="resnet-fit-r10"):
+        return [args.out / name / f"forget-{forget_seed}" / "original-1000" / "runs" / f"retrain-s{s}" for s in (0, 1)]
+
+    peer_calls = [c for c in calls if "test_margins_from=" in " ".join(c)]
+    assert len(peer_calls) == 6  # every draw once
+    for cmd in peer_calls:
+        out = Path(cmd[cmd.index("--out") + 1])
+        forget_seed = int(out.parent.name.split("-")[1])
+        assert out.name.endswith("-peers") and out.name.startswith("original-")
+        assert cmd[cmd.index("--methods") + 1] == "rfau" and "--same-time-as" not in cmd
+        given = cmd[cmd.index("--set") + 1]
+        assert given == "test_margins_from=" + ",".join(map(str, retrains((forget_seed + 1) % 3)))
+        judges = [Path(cmd[i + 1]) for i, a in enumerate(cmd) if a == "--reference"]
+        assert judges == retrains(forget_seed)  # its own set's retrains judge it
+    ok = runs[(0, 1001)]["bench"]["summary"]
+    assert [r["method"] for r in ok] == ["none", "rfau", scenarios.PEERS_ROW]
+    assert ok[-1]["avg_gap_pp"]["mean"] == 1.0 and ok[1]["avg_gap_pp"]["mean"] == 2.0
+    assert "peers_error" in runs[(2, 1001)] and scenarios.PEERS_ROW not in [
+        r["method"] for r in runs[(2, 1001)]["bench"]["summary"]
+    ]
+    # a concentrated request: the peers are the model's first random set's retrains, for every set
+    concentrated = scenarios.run_draws("resnet-fit-c10", args, inputs)
+    calls.clear()
+    scenarios.run_peer_draws("resnet-fit-c10", args, inputs, concentrated, {"resnet-fit-c10": concentrated})
+    assert calls == []  # no r10 ran before it: skipped
+    scenarios.run_peer_draws("resnet-fit-c10", args, inputs, concentrated, {"resnet-fit-r10": runs})
+    assert len(calls) == 6
+    for cmd in calls:
+        forget_seed = int(Path(cmd[cmd.index("--out") + 1]).parent.name.split("-")[1])
+        assert cmd[cmd.index("--set") + 1] == "test_margins_from=" + ",".join(map(str, retrains(0)))
+        judges = [Path(cmd[i + 1]) for i, a in enumerate(cmd) if a == "--reference"]
+        assert judges == retrains(forget_seed, "resnet-fit-c10")
