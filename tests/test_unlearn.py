@@ -149,6 +149,7 @@ def test_peers_of_the_recipe_stand_for_unseen_rows(overfit, tmp_path, cli) -> No
     assert used["test_error"] == pytest.approx(1 - retrained_test_acc, abs=1e-3)
     assert used["original_test_error"] == pytest.approx(1 - runs["own"]["metrics"]["before"]["test"]["acc"], abs=1e-3)
     assert peer["target_margin_mean"] != own["target_margin_mean"]
+    assert "one peer is one draw of the recipe" in peer["peers_warning"]  # one retrain: said so
 
 
 def test_a_peer_that_is_not_a_model_of_the_task_is_exit_2(overfit, text_ckpt, tmp_path, cli) -> None:
