@@ -77,7 +77,7 @@ With several forget sets, `--peers` also runs RFAU on every draw given, as peers
 the draw's own: a random request's (r1, r10) those of the next forget set (the last set takes
 the first's), a c10 or g10 one's those of the model's first r10 set (list `MODEL-r10` before
 it); a row `rfau+peers`, under OUT/<scenario>/forget-<f>/original-<seed>-peers/. Measured on the digits draws (docs/results.md, "Peers of the recipe"):
-the avg gap fell on 89 of 138, most on originals weaker or stronger than their retrains.
+the avg gap fell on 97 of 150, most on originals weaker or stronger than their retrains.
 
 Every reference is retrained with the original's own recipe, once per `--reference-seeds`;
 each method runs once per `--seeds` (`rfau bench` docs: docs/bench.md). The summary table

@@ -18,7 +18,7 @@ recomputed from the unlearned model's own test rows after each epoch) they set t
 epoch's targets only.
 
 Measured (docs/results.md, "Peers of the recipe"): with the retrains of another request of the
-same model as peers, RFAU's avg gap to the draw's own retrains fell on 89 of the bench's 138
+same model as peers, RFAU's avg gap to the draw's own retrains fell on 97 of the bench's 150
 digits draws (0.23 +- 0.06 pp), most on originals that are weaker or stronger draws than their
 peers; the big ResNet's weakest original (6.5% test errors against its retrains' 4.1%) went from
 3.3 to 1.9 pp. Not the default: a request does not come with peers.
