@@ -153,8 +153,17 @@ def test_peers_of_the_recipe_stand_for_unseen_rows(overfit, tmp_path, cli) -> No
 
 
 def test_a_peer_that_is_not_a_model_of_the_task_is_exit_2(overfit, text_ckpt, tmp_path, cli) -> None:
+    import shutil
+
+    renamed = tmp_path / "renamed"  # the retrained model, its ten classes named otherwise
+    shutil.copytree(overfit.retrained, renamed)
+    config = json.loads((renamed / "config.json").read_text())
+    config["id2label"] = {k: f"digit {v}" for k, v in config["id2label"].items()}
+    config["label2id"] = {f"digit {k}": v for k, v in config["label2id"].items()}
+    (renamed / "config.json").write_text(json.dumps(config))
     for name, peer, says in (("missing", tmp_path / "nowhere", "model not found"),
-                             ("text", text_ckpt, "has other classes than the model")):  # fmt: skip
+                             ("text", text_ckpt, "has other classes than the model"),
+                             ("names", renamed, "named or ordered otherwise")):  # fmt: skip
         out = tmp_path / name
         result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
                         overfit.data[1], "--forget", overfit.forget, "--out", out, "--set",

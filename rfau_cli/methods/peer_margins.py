@@ -55,9 +55,14 @@ def check_peers(text: str, id2label: dict[int, str], num_labels: int) -> list[An
         except InputError as err:
             raise InputError(f"--set test_margins_from: {err}") from None
         if ref.num_labels != num_labels or {int(k): v for k, v in ref.id2label.items()} != dict(id2label):
+            why = (
+                f"{ref.num_labels} labels against {num_labels}"
+                if ref.num_labels != num_labels
+                else "the same number of labels, named or ordered otherwise"
+            )
             raise InputError(
-                f"--set test_margins_from: {path} has other classes than the model "
-                f"({ref.num_labels} labels against {num_labels}): it must be a model of the same task"
+                f"--set test_margins_from: {path} has other classes than the model ({why}): it must be a model of "
+                "the same task"
             )
         refs.append(ref)
     return refs
