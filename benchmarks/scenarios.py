@@ -76,8 +76,9 @@ With several forget sets, `--peers` also runs RFAU on every draw given, as peers
 (`--set test_margins_from`), the retrains of another request of the same model, judged against
 the draw's own: a random request's (r1, r10) those of the next forget set (the last set takes
 the first's), a c10 or g10 one's those of the model's first r10 set (list `MODEL-r10` before
-it); a row `rfau+peers`, under OUT/<scenario>/forget-<f>/original-<seed>-peers/. Measured on the digits draws (docs/results.md, "Peers of the recipe"):
-the avg gap fell on 97 of 150, most on originals weaker or stronger than their retrains.
+it); a row `rfau+peers`, under OUT/<scenario>/forget-<f>/original-<seed>-peers/. Measured on
+the digits draws (docs/results.md, "Peers of the recipe"): the avg gap fell on 97 of 150, most
+on originals weaker or stronger than their retrains.
 
 Every reference is retrained with the original's own recipe, once per `--reference-seeds`;
 each method runs once per `--seeds` (`rfau bench` docs: docs/bench.md). The summary table
@@ -574,15 +575,16 @@ def peer_sources(
     before it (retrains that lost most of the same class would count its fall twice, on top of
     the class terms). None when there is no such scenario."""
     model, kind = name.rsplit("-", 1)
-    first, seeds = args.original_seeds[0], args.forget_seeds
-
-    def retrains(by_draw: dict[Draw, dict[str, Any]], forget_seed: int) -> list[Path]:
-        return list((by_draw.get((forget_seed, first)) or {}).get("references") or [])
-
+    seeds = args.forget_seeds
     if kind in RANDOM_KINDS:
-        return {f: retrains(runs, seeds[(seeds.index(f) + 1) % len(seeds)]) for f in seeds}
+        return {f: _retrains(args, runs, seeds[(seeds.index(f) + 1) % len(seeds)]) for f in seeds}
     donor = done.get(f"{model}-r10")
-    return None if donor is None else {f: retrains(donor, seeds[0]) for f in seeds}
+    return None if donor is None else {f: _retrains(args, donor, seeds[0]) for f in seeds}
+
+
+def _retrains(args: argparse.Namespace, runs: dict[Draw, dict[str, Any]], forget_seed: int) -> list[Path]:
+    """A forget set's retrains: made by its first original's bench (`run_draws`); [] if it failed."""
+    return list((runs.get((forget_seed, args.original_seeds[0])) or {}).get("references") or [])
 
 
 def run_peer_draws(
@@ -602,17 +604,16 @@ def run_peer_draws(
         model = name.rsplit("-", 1)[0]
         print(f"[{name}] --peers: no {model}-r10 ran before it to take peers from; skipped", file=sys.stderr)
         return
-    first = args.original_seeds[0]
     for (forget_seed, seed), run in runs.items():
-        own, peers = (runs.get((forget_seed, first)) or {}).get("references"), sources.get(forget_seed)
+        own, peers = _retrains(args, runs, forget_seed), sources.get(forget_seed)
         if run["status"] != "ok" or not own or not peers:
             continue
-        done = run_scenario(name, args, inputs, seed, own, forget_seed, peers=peers)
-        run["peers_wall_s"] = done["wall_s"]
-        if done["status"] != "ok":
-            run["peers_error"] = done["error"]
+        again = run_scenario(name, args, inputs, seed, own, forget_seed, peers=peers)
+        run["peers_wall_s"] = again["wall_s"]
+        if again["status"] != "ok":
+            run["peers_error"] = again["error"]
             continue
-        row = next(r for r in done["bench"]["summary"] if r["method"] == "rfau")
+        row = next(r for r in again["bench"]["summary"] if r["method"] == "rfau")
         run["bench"]["summary"].append({**row, "method": PEERS_ROW})
 
 
@@ -950,7 +951,7 @@ def main() -> None:
     table = render_table(rows)
     per_metric = render_per_metric(rows)
     print(table + (f"\n\n{per_metric}" if per_metric else ""))
-    peers_text = f"; `{PEERS_ROW}`: RFAU given the next forget set's retrains as peers" if args.peers else ""
+    peers_text = f"; `{PEERS_ROW}`: RFAU given another request's retrains as peers" if args.peers else ""
     intro = [
         "# rfau scenarios",
         "",

@@ -291,6 +291,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(ref: CheckpointRef) -> dict[str, str]:
+    """{file name: sha256} of a checkpoint's weight files: how reports and caches name the weights."""
+    return {p.name: sha256_file(p) for p in ref.weight_files}
+
+
 def sha256_tree(directory: Path, exclude: tuple[str, ...] = RECORD_FILES) -> dict[str, str]:
     """sha256 of every file in an output directory, keyed by relative path (the records of
     RECORD_FILES at its top level excluded)."""

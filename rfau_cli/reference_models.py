@@ -286,9 +286,9 @@ def _common_key(job: Any, lira: LiraSettings, candidates: Candidates, settings: 
     processor = {f: sha256_file(job.ref.dir / f) for f in PROCESSOR_FILES if (job.ref.dir / f).is_file()}
     init = None
     if lira.init is not None:
-        from rfau_cli.checkpoint import resolve_checkpoint
+        from rfau_cli.checkpoint import resolve_checkpoint, weights_sha256
 
-        init = {p.name: sha256_file(p) for p in resolve_checkpoint(lira.init).weight_files}
+        init = weights_sha256(resolve_checkpoint(lira.init))
     return {
         "version": KEY_VERSION,
         "data": splits.fingerprint,

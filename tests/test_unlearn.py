@@ -149,6 +149,10 @@ def test_peers_of_the_recipe_stand_for_unseen_rows(overfit, tmp_path, cli) -> No
     assert used["test_error"] == pytest.approx(1 - retrained_test_acc, abs=1e-3)
     assert used["original_test_error"] == pytest.approx(1 - runs["own"]["metrics"]["before"]["test"]["acc"], abs=1e-3)
     assert peer["target_margin_mean"] != own["target_margin_mean"]
+    # the new errors a retrain is expected to make on D_f are counted at the peer's test error rate
+    n_forget = runs["own"]["metrics"]["before"]["sizes"]["forget"]
+    shift = n_forget * (used["test_error"] - used["original_test_error"])
+    assert peer["expected_new_errors"] - own["expected_new_errors"] == pytest.approx(shift, abs=0.01)
     assert "one peer is one draw of the recipe" in peer["peers_warning"]  # one retrain: said so
 
 

@@ -146,7 +146,7 @@ def add_lira(metrics: dict[str, Any], scores: dict[str, Any], calibration: Any, 
 def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[str, Any]:
     """The JSON header: what was audited, how, on how many rows; then the model's metrics."""
     from rfau_cli.audit import RETAIN_SAMPLE_MIN
-    from rfau_cli.checkpoint import sha256_file
+    from rfau_cli.checkpoint import weights_sha256
     from rfau_cli.report import report_header
     from rfau_cli.runtime import precision_name
 
@@ -160,7 +160,7 @@ def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[st
             "model": str(job.ref.dir),
             "adapter": str(job.ref.adapter_dir) if job.ref.adapter_dir else None,
             "architecture": job.ref.architecture,
-            "weights_sha256": {p.name: sha256_file(p) for p in job.ref.weight_files},
+            "weights_sha256": weights_sha256(job.ref),
             "data": str(cfg.data.data),
             "data_fingerprint": splits.fingerprint,
             "test_data": str(cfg.data.test_data),

@@ -59,11 +59,11 @@ class Retrain(Method):
     def _initial_model(self, ctx: FitContext) -> Any:
         import torch
 
-        from rfau_cli.checkpoint import load_model, resolve_checkpoint, sha256_file
+        from rfau_cli.checkpoint import load_model, resolve_checkpoint, weights_sha256
 
         if self.init is not None:
             ref = resolve_checkpoint(self.init)
-            ctx.state["init_sha256"] = {p.name: sha256_file(p) for p in ref.weight_files}
+            ctx.state["init_sha256"] = weights_sha256(ref)
             return load_model(ref)
         from rfau_cli.toy import fresh_model
 

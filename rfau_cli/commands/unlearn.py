@@ -216,7 +216,7 @@ def build_report(
     memory: dict[str, float],
 ) -> dict[str, Any]:
     """Everything needed to trust and rerun the job (DESIGN.md, Outputs)."""
-    from rfau_cli.checkpoint import sha256_file, sha256_tree
+    from rfau_cli.checkpoint import sha256_tree, weights_sha256
     from rfau_cli.report import report_header
     from rfau_cli.runtime import distributed_info, precision_name
 
@@ -226,7 +226,7 @@ def build_report(
         "inputs": {
             "model": str(job.ref.dir),
             "architecture": job.ref.architecture,
-            "weights_sha256": {p.name: sha256_file(p) for p in job.ref.weight_files},
+            "weights_sha256": weights_sha256(job.ref),
             "data": str(cfg.data.data),
             "data_fingerprint": splits.fingerprint,
             "data_rows": len(splits.labels),

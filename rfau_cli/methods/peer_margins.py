@@ -101,7 +101,7 @@ def unseen_rows(
     own = margins(original, test_labels)[0]
     peers = np.concatenate([margins(r, test_labels)[0] for r in references])
     error, peer_error = float(np.mean(own <= 0)), float(np.mean(peers <= 0))
-    # One standard error of the difference between the two error rates (binomial, the same rows).
+    # One binomial standard error of the references' error rate on these rows: the verdict's tolerance.
     spread = float(np.sqrt(max(peer_error * (1 - peer_error), 1e-12) / len(test_labels)))
     return {
         "test_error": round(error, 4),

@@ -478,6 +478,7 @@ class RFAU(Method):
 
     def _unseen_margins(self, ctx: FitContext, t_margin: np.ndarray) -> np.ndarray:
         """The original's test margins, or its peers' (`test_margins_from`, peer_margins.py)."""
+        from rfau_cli.checkpoint import weights_sha256
         from rfau_cli.methods.peer_margins import check_peers, peer_test_margins
 
         refs = check_peers(getattr(ctx.params, "test_margins_from", ""), ctx.model.config.id2label, ctx.num_labels)
@@ -492,12 +493,10 @@ class RFAU(Method):
                 "retrain as peer closed less of the gap than none (85% against 92%), three closed 98%; give the "
                 "retrains of several seeds",
             )
-        from rfau_cli.checkpoint import sha256_file
-
         ctx.state["test_margins_from"] = {
             "models": [str(r.dir) for r in refs],
             # what the targets were made from, as the ledger records the inputs (weights only)
-            "weights_sha256": [{f.name: sha256_file(f) for f in r.weight_files} for r in refs],
+            "weights_sha256": [weights_sha256(r) for r in refs],
             "test_error": round(float(np.mean(unseen <= 0)), 4),
             "original_test_error": round(float(np.mean(t_margin <= 0)), 4),
             "median_margin": round(float(np.median(unseen)), 4),
