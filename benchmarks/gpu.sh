@@ -12,15 +12,20 @@
 #    version: TORCH_PIN="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126".
 #    pip is the only thing that may use the network; every rfau run is offline.
 # 2. Tiny digits inputs (data, ResNet, ViT, forget lists), built on the CPU under $OUT/inputs.
-# 3. `rfau unlearn --device cuda --precision bf16` (and fp32 once, for comparison): ResNet
-#    class, ResNet sample (a random 10% of rows), ViT class; one line of timings per run.
-# 4. The scenario bench (benchmarks/scenarios.py, else benchmarks/bench_digits.py) under a time
-#    limit, RFAU only by default (BENCH_ARGS changes it).
+# 3. The suite's GPU tests (tests/test_cuda.py; SUITE_ARGS changes what pytest runs, e.g.
+#    "-n 8 tests" for the whole suite, whose other tests stay on the CPU).
+# 4. `rfau unlearn --device cuda`, in bf16 and in fp32: ResNet class, ResNet sample (a random 10%
+#    of rows), ViT class; and `rfau retrain` of that sample request, the cost RFAU replaces. One
+#    line of timings and results per run.
+# 5. The scenario bench (benchmarks/scenarios.py, else benchmarks/bench_digits.py) under a time
+#    limit, RFAU only by default (BENCH_ARGS changes it; BENCH_TIMEOUT_S=0 skips it).
 #
 # It cannot hang: every step runs under `timeout` (SETUP_TIMEOUT_S, UNLEARN_TIMEOUT_S,
-# BENCH_TIMEOUT_S); a failed step is recorded and the script goes on. Exit status: the number
-# of failed steps (0: all ran). Everything lands under $OUT: summary.txt (what to paste in the
-# README), log.txt (every command's output), inputs/, unlearn/*/report.json, bench/.
+# BENCH_TIMEOUT_S, SUITE_TIMEOUT_S); a failed step is recorded and the script goes on. Exit
+# status: the number of failed steps (0: all ran). Everything lands under $OUT: summary.txt
+# (what to paste in the README), log.txt (every command's output), inputs/,
+# unlearn/*/report.json, bench/. SUMMARY_FILE and LOG_FILE put the first two elsewhere (a
+# lease that returns only what is under its own folder).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,12 +37,14 @@ SETUP_TIMEOUT_S=${SETUP_TIMEOUT_S:-1800}
 UNLEARN_TIMEOUT_S=${UNLEARN_TIMEOUT_S:-600}
 BENCH_TIMEOUT_S=${BENCH_TIMEOUT_S:-1800}
 BENCH_ARGS=${BENCH_ARGS:---methods rfau --seeds 0 --reference-seeds 0,1}
+SUITE_TIMEOUT_S=${SUITE_TIMEOUT_S:-900}
+SUITE_ARGS=${SUITE_ARGS:-tests/test_cuda.py}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-LOG="$OUT/log.txt"
-SUMMARY="$OUT/summary.txt"
+LOG=${LOG_FILE:-$OUT/log.txt}
+SUMMARY=${SUMMARY_FILE:-$OUT/summary.txt}
 FAILED=0
 : >"$SUMMARY"
 
@@ -112,28 +119,39 @@ rows = np.sort(np.random.default_rng(0).choice(n, n // 10, replace=False))
 (root / "sample.txt").write_text("\n".join(map(str, rows)) + "\n")
 (root / "done").write_text("ok\n")
 EOF
-[ -f "$INPUTS/done" ] || step "build inputs" "$SETUP_TIMEOUT_S" "$PY" "$INPUTS/build.py" "$INPUTS"
+# One thread, as the suite trains them. On an H200 machine's 16 cores, beside the suite's eight
+# workers, this step with torch's default threads ran past 100 s (11 s on two cores with one
+# thread); oversubscribed threads are the likely cause, not measured.
+[ -f "$INPUTS/done" ] || step "build inputs" "$SETUP_TIMEOUT_S" env OMP_NUM_THREADS=1 "$PY" "$INPUTS/build.py" "$INPUTS"
 
-# 3. rfau unlearn on the device.
+# 3. The GPU tests of the suite.
+# shellcheck disable=SC2086  # SUITE_ARGS is a list of pytest arguments
+step "pytest $SUITE_ARGS" "$SUITE_TIMEOUT_S" "$PY" -m pytest -q -p no:cacheprovider -rs $SUITE_ARGS
+grep -E "^(FAILED|ERROR|SKIPPED)|[0-9]+ (passed|failed)" "$LOG" | tail -40 >>"$SUMMARY"
+
+# 4. rfau unlearn (and the retrain it replaces) on the device.
 RUNS="$OUT/unlearn"
 mkdir -p "$RUNS"
-unlearn() {  # NAME MODEL BY FORGET PRECISION
-    local name=$1 model=$2 by=$3 forget=$4 precision=$5
+run_cli() {  # COMMAND NAME MODEL BY FORGET PRECISION
+    local command=$1 name=$2 model=$3 by=$4 forget=$5 precision=$6
     rm -rf "${RUNS:?}/$name"
-    step "unlearn $name" "$UNLEARN_TIMEOUT_S" "$PY" -m rfau_cli unlearn --model "$INPUTS/$model" \
+    step "$command $name" "$UNLEARN_TIMEOUT_S" "$PY" -m rfau_cli "$command" --model "$INPUTS/$model" \
         --data "$INPUTS/digits/train" --test-data "$INPUTS/digits/test" --forget "$INPUTS/$forget" --by "$by" \
         --device "$DEVICE" --precision "$precision" --out "$RUNS/$name" --quiet
 }
-unlearn resnet-class-bf16 resnet class class.txt bf16
-unlearn resnet-class-fp32 resnet class class.txt fp32
-unlearn resnet-sample-bf16 resnet sample sample.txt bf16
-unlearn vit-class-bf16 vit class class.txt bf16
+for run in "unlearn resnet-class resnet class class.txt" "unlearn resnet-sample resnet sample sample.txt" \
+    "retrain resnet-sample-retrain resnet sample sample.txt" "unlearn vit-class vit class class.txt"; do
+    read -r command name model by forget <<<"$run"
+    for precision in bf16 fp32; do  # side by side: a lease cut short still compares the two
+        run_cli "$command" "$name-$precision" "$model" "$by" "$forget" "$precision"
+    done
+done
 cat >"$RUNS/table.py" <<'EOF'
 import json
 import sys
 from pathlib import Path
 
-print(f"{'run':<20} {'device':<7} {'prec':<5} {'steps':>5} {'load':>6} {'setup':>6} {'fit':>6} {'audits':>6} "
+print(f"{'run':<28} {'device':<7} {'prec':<5} {'steps':>5} {'load':>6} {'setup':>6} {'fit':>6} {'audits':>6} "
       f"{'total':>6} {'D_f acc':>13} {'D_f conf':>13} {'test acc':>13} {'GPU MiB':>8}")
 for path in sorted(Path(sys.argv[1]).glob("*/report.json")):
     r = json.loads(path.read_text())
@@ -143,15 +161,17 @@ for path in sorted(Path(sys.argv[1]).glob("*/report.json")):
     def pair(key: str, metric: str) -> str:
         return f"{b[key][metric]:.3f}->{a[key][metric]:.3f}"
 
-    print(f"{path.parent.name:<20} {r['device']:<7} {r['precision']:<5} {r['training']['steps']:>5} {t['load']:>6.1f} "
+    print(f"{path.parent.name:<28} {r['device']:<7} {r['precision']:<5} {r['training']['steps']:>5} {t['load']:>6.1f} "
           f"{t['setup']:>6.1f} {t['fit']:>6.1f} {audits:>6.1f} {t['total']:>6.1f} {pair('forget', 'acc'):>13} "
           f"{pair('forget', 'conf'):>13} {pair('test', 'acc'):>13} {r['peak_memory_mib'].get('cuda_mib', 0):>8.0f}")
 EOF
 timeout 120 "$PY" "$RUNS/table.py" "$RUNS" 2>>"$LOG" | tee -a "$SUMMARY"
 
-# 4. The scenario bench, under a time limit.
+# 5. The scenario bench, under a time limit.
 rm -rf "$OUT/bench"
-if [ -f benchmarks/scenarios.py ]; then
+if [ "$BENCH_TIMEOUT_S" -eq 0 ]; then
+    say "bench skipped (BENCH_TIMEOUT_S=0)"
+elif [ -f benchmarks/scenarios.py ]; then
     # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
     step "bench scenarios.py" "$BENCH_TIMEOUT_S" "$PY" benchmarks/scenarios.py --out "$OUT/bench" \
         --cache "$OUT/bench-inputs" $BENCH_ARGS --bench-args "--device $DEVICE --precision bf16"

@@ -423,8 +423,10 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 
 def _refuse_live_claims(out: Path, mine: Path | None = None) -> None:
+    # By name: from Python 3.12 mkdtemp returns an absolute path where iterdir of a relative
+    # `--out`'s parent gives relative ones, and a run took its own claim for another's.
     for entry, pid, start in _temporaries(out):
-        if entry != mine and _alive(pid, start):
+        if (mine is None or entry.name != mine.name) and _alive(pid, start):
             raise InputError(f"--out {out} is being written by another rfau run (pid {pid}); wait for it or "
             f"choose another --out")
 

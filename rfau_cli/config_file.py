@@ -120,16 +120,17 @@ class ConfigFile:
         return self.values.get("", {}).get("out")
 
 
-def find_config(explicit: Path | None) -> ConfigFile | None:
+def find_config(explicit: str | Path | None) -> ConfigFile | None:
     """The config file in force: `explicit` (it must exist), else ./rfau.toml, else the
-    [tool.rfau] table of ./pyproject.toml, else None.
+    [tool.rfau] table of ./pyproject.toml, else None. `explicit` may come as the command
+    line's text: typer before 0.29 hands the root `--config` over unconverted.
 
     Raises:
         InputError: the file is missing (explicit), not TOML, or has an unknown key or a
             value of the wrong type.
     """
     if explicit is not None:
-        path = explicit.expanduser()
+        path = Path(explicit).expanduser()
         if not path.exists():
             raise InputError(f"--config file not found: {path}")
         if path.name == PYPROJECT_NAME:

@@ -37,9 +37,40 @@ def make_accelerator(device: str, precision: str) -> Any:
     use_cpu = device == "cpu" or (device == "auto" and not cuda)
     if precision == "auto":
         precision = "bf16" if not use_cpu else "fp32"
-    return Accelerator(
-        cpu=use_cpu, mixed_precision="bf16" if precision == "bf16" else "no", kwargs_handlers=[_ddp_kwargs()]
-    )
+    local = _local_processes()
+    if not use_cpu and local > torch.cuda.device_count():
+        raise InputError(
+            f"{local} processes on this machine but {torch.cuda.device_count()} CUDA device(s): NCCL needs one "
+            "GPU per process; launch at most that many processes, or run them on the CPU with --device cpu"
+        )
+    mixed = "bf16" if precision == "bf16" else "no"
+    if local == 1:
+        _forget_other_accelerator(use_cpu, mixed)
+    return Accelerator(cpu=use_cpu, mixed_precision=mixed, kwargs_handlers=[_ddp_kwargs()])
+
+
+def _local_processes() -> int:
+    """How many processes the launcher (torchrun, accelerate launch) started on this machine."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def _forget_other_accelerator(cpu: bool, mixed: str) -> None:
+    """accelerate keeps one device and precision per process and refuses another: a second job
+    in the same process (a notebook, the tests; seen on a GPU machine, a CUDA job then a CPU
+    one) would fail. Without a launcher no process group hangs on that state, so drop it, and
+    only when it differs: an equal one is still what the earlier job's objects read."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    state = AcceleratorState._shared_state
+    if not state:
+        return
+    if (getattr(state.get("device"), "type", None) == "cpu") == cpu and state.get("_mixed_precision") == mixed:
+        return
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
 
 
 def _ddp_kwargs() -> Any:

@@ -11,6 +11,13 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite's numbers are fp32-on-the-CPU numbers (bit-identical fixture models, tolerances of
+# 1e-4; `--device auto` would pick a GPU and bf16): a GPU is hidden from it and from the commands
+# it starts. tests/test_cuda.py hands it back to real CLI runs of its own. setdefault: pytest-xdist
+# workers inherit the controller's environment, where the GPU is already hidden.
+GPU_ENV_KEY = "RFAU_TEST_CUDA_VISIBLE_DEVICES"  # what CUDA_VISIBLE_DEVICES was; "*": unset
+os.environ.setdefault(GPU_ENV_KEY, os.environ.get("CUDA_VISIBLE_DEVICES", "*"))
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402

@@ -348,6 +348,21 @@ def test_concurrent_run_to_the_same_out_is_refused(resnet_ckpt, small, ws, cli, 
     assert snapshot(ws.parent) == before  # their temporary directory is untouched
 
 
+def test_a_relative_out_is_not_taken_for_another_runs(resnet_ckpt, small, ws, cli, monkeypatch) -> None:
+    """`--out out` from the directory it goes into, with mkdtemp giving absolute paths as it does
+    from Python 3.12 on: the run's own claim (`./.out.tmp-*` when listed) is not another run's."""
+    import os
+    import tempfile
+
+    plain = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: os.path.abspath(plain(*a, **k)))
+    monkeypatch.chdir(ws)
+    forget = write(ws.parent / "forget.txt", f"{FORGET_CLASS}\n")
+    result = unlearn_small(cli, resnet_ckpt, small, forget, Path("out"), "--by", "class", "--epochs", "1", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in ws.iterdir()) == ["out"] and (ws / "out" / "report.json").is_file()
+
+
 def test_stale_temporaries_of_dead_runs_are_removed(resnet_ckpt, small, ws, cli) -> None:
     """A run killed during save (SIGKILL) leaves `.out.tmp-PID-*`; the next run to that --out removes it."""
     pid, start = dead_process()

@@ -27,10 +27,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _torchrun(*args: object, nproc: int = 2) -> subprocess.CompletedProcess:
+def _torchrun(*args: object, nproc: int = 2, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {
-        **os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
+        **(os.environ if env is None else env), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
     }
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
@@ -103,3 +103,20 @@ def test_non_main_ranks_stay_quiet(monkeypatch) -> None:
     assert Progress(quiet=False).quiet
     monkeypatch.setenv("RANK", "0")
     assert not Progress(quiet=False).quiet
+
+
+def test_more_processes_than_gpus_is_one_line_before_nccl(monkeypatch) -> None:
+    """Two processes sharing one GPU fail inside NCCL ('invalid usage', seen on an H200) after
+    loading everything; rfau says so first, and how to run them (tests/test_cuda.py: for real)."""
+    import pytest
+    import torch
+
+    from rfau_cli.errors import InputError
+    from rfau_cli.runtime import make_accelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    for device in ("auto", "cuda"):
+        with pytest.raises(InputError, match=r"2 processes on this machine but 1 CUDA device.*--device cpu"):
+            make_accelerator(device, "auto")

@@ -551,6 +551,20 @@ def test_outputs_load_and_agree(resnet_class_run, resnet_ckpt, digits) -> None:
     assert not (a.argmax(-1)[labels == FORGET_CLASS] == FORGET_CLASS).any()
 
 
+def test_a_second_run_in_the_same_process_may_change_precision(resnet_ckpt, digits, class_forget_file, tmp_path,
+                                                               cli) -> None:
+    """accelerate holds one device and precision per process: a notebook (or a GPU machine's test
+    session, CUDA first, then the CPU) running a second job with other settings is not refused."""
+    runs = [
+        _unlearn(cli, resnet_ckpt, digits, class_forget_file, tmp_path / f"{i}-{precision}", "--by", "class",
+                 "--epochs", "1", "--device", "cpu", "--precision", precision)
+        for i, precision in enumerate(("bf16", "fp32", "bf16"))
+    ]
+    assert [r["precision"] for r in runs] == ["bf16", "fp32", "bf16"]
+    for report in runs:
+        assert report["metrics"]["after"]["forget"]["acc"] < report["metrics"]["before"]["forget"]["acc"]
+
+
 def test_report_fields(resnet_class_run, resnet_ckpt, class_forget_file) -> None:
     out, report = resnet_class_run
     assert json.loads((out / "report.json").read_text()) == report
