@@ -38,13 +38,19 @@ def one_line(result, code: int = 2) -> str:
 
 
 def test_set_changes_the_parameter_and_the_report_records_it(cli, resnet_ckpt, digits, class_forget_file, tmp_path):
-    # SSD with a selection no weight can pass dampens nothing: the value reached the method.
+    # SSD with a selection of 1e12 dampens (next to) nothing: the value reached the method. Not
+    # exactly nothing: a weight the retained rows give no gradient at all (I_r = 0) passes any
+    # selection; a fixture model trained on an H200 machine had 0.01% of such weights, this
+    # machine's none.
     out = tmp_path / "ssd"
     result = unlearn(cli, resnet_ckpt, digits, class_forget_file, out, "--method", "ssd", "--set", "selection=1e12")
     assert result.exit_code == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["selection"] == 1e12 and report["settings"]["dampening"] == 1.0
-    assert report["training"]["ssd_dampened_fraction"] == 0.0
+    default = unlearn(cli, resnet_ckpt, digits, class_forget_file, tmp_path / "default", "--method", "ssd")
+    assert default.exit_code == 0, default.stderr
+    usual = json.loads(default.stdout)["training"]["ssd_dampened_fraction"]
+    assert report["training"]["ssd_dampened_fraction"] <= min(1e-3, usual / 10), usual
     assert "sets" not in report["settings"] and "params" not in report["settings"]
 
 
