@@ -62,6 +62,31 @@ def test_vit_class_forgetting(vit_ckpt, digits, class_forget_file, tmp_path, cli
     _assert_class_forgotten(report, kept_tolerance=0.04)
 
 
+def test_a_class_next_to_one_neighbour_leaves_the_other_classes(digits, class_forget_file, tmp_path, cli) -> None:
+    """The tests' ResNet trained from seed 4: the original ranks 9 next for most of its 3s, and class
+    mode at full strength handed 9 digit 8's unseen rows (other classes -2.75 points; -6.3 after a
+    second request, digit 5). Half the pull (CLASS_FORGET_SCALE) keeps both requests within 2
+    points (measured +0.25 and -0.86; benchmarks/class_draws.py). Another torch build trains other
+    bits from this seed."""
+    from rfau_cli import toy
+
+    model = toy.train_digits_model("resnet", digits[0], tmp_path / "seed4", seed=4)
+    first = _unlearn(cli, model, digits, class_forget_file, tmp_path / "o1", "--by", "class")
+    _assert_class_forgotten(first)
+    five = tmp_path / "five.txt"
+    five.write_text("5\n")
+    second = _unlearn(cli, tmp_path / "o1", digits, five, tmp_path / "o2", "--by", "class")
+    both = tmp_path / "both.txt"
+    both.write_text(f"{FORGET_CLASS}\n5\n")
+    result = invoke(cli, "audit", "--model", model, "--data", digits[0], "--test-data", digits[1], "--forget", both,
+                    "--by", "class", "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    kept_before = json.loads(result.stdout)["metrics"]["test_retain"]["acc"]
+    after = second["metrics"]["after"]
+    assert after["forget_all"]["acc"] == 0.0 and after["test_forget"]["acc"] <= 0.02
+    assert after["test_retain"]["acc"] >= kept_before - 0.02, (after["test_retain"]["acc"], kept_before)
+
+
 @pytest.mark.slow
 def test_minilm_class_forgetting(text_ckpt, text_data, tmp_path, cli) -> None:
     forget = tmp_path / "forget.txt"
