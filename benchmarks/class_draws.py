@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 ARCHS = {"resnet": 30, "vit": 60}  # training epochs, as tests/conftest.py
-FIRST, SECOND = 3, 5
+FIRST, SECOND = 3, 5  # the suite's class, and the ledger test's second request
 
 
 def cli(*args: object) -> dict[str, Any]:
@@ -54,8 +54,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", default="0,1,2,3,4,5")
     parser.add_argument("--variant", action="append", default=[], help='"NAME=FLAGS" for rfau unlearn; repeatable')
-    parser.add_argument("--two-requests", action="store_true", help="also the ResNet's second request (digit 5)")
+    parser.add_argument("--two-requests", action="store_true", help="also the ResNet's second request (digit 5, or 3)")
     parser.add_argument("--retrain", action="store_true", help="also rfau retrain --by class of each model's request")
+    parser.add_argument("--forget-class", type=int, default=FIRST, help=f"the class to forget (default {FIRST})")
     args = parser.parse_args()
     import torch
 
@@ -73,8 +74,11 @@ def main() -> None:
         toy.digits_datasets(root / "digits")
     data = (root / "digits" / "train", root / "digits" / "test")
     lists = {}
-    for name, classes in (("first", [FIRST]), ("second", [SECOND]), ("both", [FIRST, SECOND])):
-        lists[name] = root / f"{name}.txt"
+    first = args.forget_class
+    second = SECOND if first != SECOND else FIRST
+    tag = "" if first == FIRST else f"-c{first}"  # runs of another class kept apart
+    for name, classes in (("first", [first]), ("second", [second]), ("both", [first, second])):
+        lists[name] = root / f"{name}{tag}.txt"
         lists[name].write_text("".join(f"{c}\n" for c in classes))
 
     results: dict[str, Any] = {"seeds": seeds, "variants": {k: " ".join(v) for k, v in variants.items()}, "runs": []}
@@ -87,7 +91,7 @@ def main() -> None:
             if args.retrain:
                 runs["retrain"] = ["--epochs", str(epochs)]
             for name, flags in runs.items():
-                out = root / f"s{seed}" / f"{arch}-{name.replace(' ', '_')}"
+                out = root / f"s{seed}" / f"{arch}-{name.replace(' ', '_')}{tag}"
                 command = "retrain" if name == "retrain" and args.retrain else "unlearn"
                 report = unlearn(out, model, lists["first"], data, flags, command)
                 before, after = report["metrics"]["before"], report["metrics"]["after"]
@@ -98,15 +102,15 @@ def main() -> None:
                     "steps": report["training"]["steps"], "fit_s": report["timings_s"]["fit"],
                 })
                 if args.two_requests and arch == "resnet" and name == "defaults":
-                    second = unlearn(root / f"s{seed}" / "resnet-second", out, lists["second"], data, [])
+                    again = unlearn(root / f"s{seed}" / f"resnet-second{tag}", out, lists["second"], data, [])
                     original = cli("audit", "--model", model, "--data", data[0], "--test-data", data[1], "--forget",
                                    lists["both"], "--by", "class")
-                    last, kept_before = second["metrics"]["after"], original["metrics"]["test_retain"]["acc"]
+                    last, kept_before = again["metrics"]["after"], original["metrics"]["test_retain"]["acc"]
                     results["runs"].append({
                         "seed": seed, "arch": arch, "variant": "two requests", "forget_acc": last["forget_all"]["acc"],
                         "test_forget_acc": last["test_forget"]["acc"],
                         "kept_change_pp": 100 * (last["test_retain"]["acc"] - kept_before),
-                        "steps": second["training"]["steps"], "fit_s": second["timings_s"]["fit"],
+                        "steps": again["training"]["steps"], "fit_s": again["timings_s"]["fit"],
                     })
             print(f"seed {seed} {arch}: done", file=sys.stderr, flush=True)
 
