@@ -41,8 +41,8 @@ def cli(*args: object) -> dict[str, Any]:
     return json.loads(run.stdout)
 
 
-def unlearn(out: Path, model: Path, forget: Path, data: tuple[Path, Path], flags: list[str],
-            command: str = "unlearn") -> dict[str, Any]:
+def class_run(out: Path, model: Path, forget: Path, data: tuple[Path, Path], flags: list[str],
+              command: str = "unlearn") -> dict[str, Any]:
     if (out / "report.json").exists():
         return json.loads((out / "report.json").read_text())
     return cli(command, "--model", model, "--data", data[0], "--test-data", data[1], "--forget", forget,
@@ -93,7 +93,7 @@ def main() -> None:
             for name, flags in runs.items():
                 out = root / f"s{seed}" / f"{arch}-{name.replace(' ', '_')}{tag}"
                 command = "retrain" if name == "retrain" and args.retrain else "unlearn"
-                report = unlearn(out, model, lists["first"], data, flags, command)
+                report = class_run(out, model, lists["first"], data, flags, command)
                 before, after = report["metrics"]["before"], report["metrics"]["after"]
                 results["runs"].append({
                     "seed": seed, "arch": arch, "variant": name, "forget_acc": after["forget"]["acc"],
@@ -102,7 +102,7 @@ def main() -> None:
                     "steps": report["training"]["steps"], "fit_s": report["timings_s"]["fit"],
                 })
                 if args.two_requests and arch == "resnet" and name == "defaults":
-                    again = unlearn(root / f"s{seed}" / f"resnet-second{tag}", out, lists["second"], data, [])
+                    again = class_run(root / f"s{seed}" / f"resnet-second{tag}", out, lists["second"], data, [])
                     original = cli("audit", "--model", model, "--data", data[0], "--test-data", data[1], "--forget",
                                    lists["both"], "--by", "class")
                     last, kept_before = again["metrics"]["after"], original["metrics"]["test_retain"]["acc"]

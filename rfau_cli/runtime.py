@@ -38,9 +38,9 @@ def make_accelerator(device: str, precision: str) -> Any:
     if precision == "auto":
         precision = "bf16" if not use_cpu else "fp32"
     local = _local_processes()
-    if not use_cpu and local > torch.cuda.device_count():
+    if not use_cpu and local > (gpus := torch.cuda.device_count()):
         raise InputError(
-            f"{local} processes on this machine but {torch.cuda.device_count()} CUDA device(s): NCCL needs one "
+            f"{local} processes on this machine but {gpus} CUDA device(s): NCCL needs one "
             "GPU per process; launch at most that many processes, or run them on the CPU with --device cpu"
         )
     mixed = "bf16" if precision == "bf16" else "no"

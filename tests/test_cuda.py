@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import FORGET_CLASS, GPU_ENV_KEY
 from test_distributed import _torchrun
+from test_unlearn import _logits, _test_rows
 
 TIMEOUT_S = 600
 
@@ -59,18 +59,14 @@ def _unlearn(model: Path, digits: tuple[Path, Path], forget: Path, out: Path, *e
 
 def _test_logits(model_dir: Path, test: Path, adapter: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logits of every test image on the CPU in fp32, and the labels."""
-    import datasets
     from peft import PeftModel
     from transformers import AutoModelForImageClassification
 
     model = AutoModelForImageClassification.from_pretrained(model_dir).eval()
     if adapter is not None:
         model = PeftModel.from_pretrained(model, adapter).eval()
-    rows = datasets.load_from_disk(str(test))
-    pixels = torch.tensor(np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in rows["image"]]))[:, None]
-    with torch.no_grad():
-        logits = model(pixel_values=pixels).logits.numpy()
-    return logits, np.asarray(rows["label"])
+    pixels, labels = _test_rows(test)
+    return _logits(model, pixels).numpy(), labels.numpy()
 
 
 def test_auto_picks_cuda_and_bf16_and_the_class_is_forgotten(gpus, resnet_ckpt, digits, class_forget_file,
