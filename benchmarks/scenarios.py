@@ -42,7 +42,8 @@ only by D_f and the seed:
 
 Forget sets, each a seeded list of row indices: `r1` a random 1% of the rows, `r10` a random
 10%, `c10` 10% of the rows of which 60% come from one class (class 3; "sport" for text): a
-user's data is rarely uniform. A scenario is `MODEL-FORGET` (e.g. `resnet-mem-r10`);
+user's data is rarely uniform; `--concentrated-class N` draws them from class N instead (every
+digit measured in docs/results.md, "Concentrated requests on every digit"). A scenario is `MODEL-FORGET` (e.g. `resnet-mem-r10`);
 `--scenarios` takes scenario names or model names (all three forget sets). The digits models
 have a fourth, by name only: `g10`, 10% of the rows as whole images (every grown copy of each
 image drawn: `source` in the data), as a user's deletion takes every copy of their item. A
@@ -442,15 +443,21 @@ def forget_rows(
     )
 
 
-def forget_path(cache: Path, spec: ModelSpec, kind: str, seed: int = 0) -> Path:
-    """The forget list of one draw: seed 0 keeps the plain name (older caches)."""
+def forget_path(cache: Path, spec: ModelSpec, kind: str, seed: int = 0, major: int | None = None) -> Path:
+    """The forget list of one draw: seed 0 and the default class keep the plain name (older caches);
+    a c10 list on another class than CONCENTRATED_CLASS is named for it (`-class6`)."""
+    if kind == "c10" and major is not None and major != CONCENTRATED_CLASS[spec.kind]:
+        kind = f"{kind}-class{major}"
     return cache / "forget" / (f"{spec.data}-{kind}.txt" if seed == 0 else f"{spec.data}-{kind}-f{seed}.txt")
 
 
-def write_forget(cache: Path, spec: ModelSpec, train: Path, kind: str, seed: int = 0) -> Path:
+def write_forget(cache: Path, spec: ModelSpec, train: Path, kind: str, seed: int = 0, major: int | None = None) -> Path:
+    """The forget list of one draw, drawn once into the cache; `major` is a c10 list's one class
+    (default CONCENTRATED_CLASS)."""
     import datasets
 
-    path = forget_path(cache, spec, kind, seed)
+    major = CONCENTRATED_CLASS[spec.kind] if major is None else major
+    path = forget_path(cache, spec, kind, seed, major)
     if not path.exists():
         table = datasets.load_from_disk(str(train))
         labels, sources = np.asarray(table["label"]), None
@@ -458,10 +465,14 @@ def write_forget(cache: Path, spec: ModelSpec, train: Path, kind: str, seed: int
             if "source" not in table.column_names:
                 raise SystemExit(f"{train}: no `source` column (built before it had one): delete it to rebuild")
             sources = np.asarray(table["source"])
-        rows = forget_rows(labels, kind, CONCENTRATED_CLASS[spec.kind], seed, sources)
+        if kind == "c10" and (labels == major).sum() < 2:
+            have = int((labels == major).sum())
+            raise SystemExit(f"--concentrated-class {major}: the training data has {have} rows of it (needs 2)")
+        rows = forget_rows(labels, kind, major, seed, sources)
         path.parent.mkdir(parents=True, exist_ok=True)
+        title = FORGET_TITLES[kind] + (f" (class {major})" if kind == "c10" else "")
         path.write_text(
-            f"# {FORGET_TITLES[kind]} of {spec.data} ({len(rows)} of {len(labels)} rows, forget seed {seed})\n"
+            f"# {title} of {spec.data} ({len(rows)} of {len(labels)} rows, forget seed {seed})\n"
             + "\n".join(map(str, rows))
             + "\n"
         )
@@ -489,7 +500,8 @@ def run_scenario(
     `--set test_margins_from` (`--peers`), in a sibling directory named ...-peers."""
     spec = MODELS[name.rsplit("-", 1)[0]]
     model, train, test, init = inputs["models"][spec.name][seed]
-    forget = write_forget(args.cache, spec, train, name.rsplit("-", 1)[1], forget_seed)
+    major = getattr(args, "concentrated_class", None)
+    forget = write_forget(args.cache, spec, train, name.rsplit("-", 1)[1], forget_seed, major)
     out, label = args.out / name, name
     if len(args.forget_seeds) > 1:
         out, label = out / f"forget-{forget_seed}", f"{label}, forget set {forget_seed}"
@@ -895,6 +907,15 @@ def main() -> None:
         "every scenario is reported over forget sets x originals",
     )
     parser.add_argument(
+        "--concentrated-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"the one class of the c10 forget sets (default {CONCENTRATED_CLASS['digits']} for the digits models, "
+        f"{CONCENTRATED_CLASS['text']} for text): a request concentrated in another class; its lists are named "
+        "<data>-c10-classN[-fS].txt",
+    )
+    parser.add_argument(
         "--peers",
         action="store_true",
         help=f"also run RFAU on every draw with `--set test_margins_from=` the retrains of another request: the "
@@ -970,7 +991,9 @@ def main() -> None:
         "Time: setup + fit of one run.",
         "",
         *[
-            f"- `{n}`: {MODELS[n.rsplit('-', 1)[0]].description}; forget {FORGET_TITLES[n.rsplit('-', 1)[1]]}; "
+            f"- `{n}`: {MODELS[n.rsplit('-', 1)[0]].description}; forget {FORGET_TITLES[n.rsplit('-', 1)[1]]}"
+            + (f" (class {major})" if n.endswith("-c10") and (major := args.concentrated_class) is not None else "")
+            + "; "
             + f"{sum(r['wall_s'] + r.get('peers_wall_s', 0) for r in runs[n].values()):.0f} s"
             for n in names
         ],
@@ -982,6 +1005,7 @@ def main() -> None:
         "reference_seeds": args.reference_seeds,
         "original_seeds": args.original_seeds,
         "forget_seeds": args.forget_seeds,
+        "concentrated_class": args.concentrated_class,
         "methods": args.methods or "all",
         "peers": args.peers,
         "inputs": manifest,

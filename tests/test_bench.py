@@ -769,7 +769,7 @@ def test_scenarios_rank_the_methods_per_draw_and_per_forget_set(monkeypatch):
 
 def test_scenarios_forget_sets_are_seeded_files(monkeypatch, tmp_path):
     """Seed 0 keeps the plain file name (caches built before forget seeds); another seed draws
-    other rows, the same kind of set."""
+    other rows, the same kind of set; a request concentrated in another class is its own list."""
     import datasets
     import numpy as np
 
@@ -787,6 +787,14 @@ def test_scenarios_forget_sets_are_seeded_files(monkeypatch, tmp_path):
     a, b = rows(plain), rows(other)
     assert len(a) == len(b) == 100 and not np.array_equal(a, b)
     assert (labels[a] == 3).sum() == (labels[b] == 3).sum() == 60
+    # `--concentrated-class`: another class, its own file; the default class keeps the plain name
+    six = scenarios.write_forget(tmp_path, spec, tmp_path / "train", "c10", 0, 6)
+    assert six.name == "digits-x3-c10-class6.txt" and "(class 6)" in six.read_text().splitlines()[0]
+    assert (labels[rows(six)] == 6).sum() == 60 and len(rows(six)) == 100
+    assert scenarios.write_forget(tmp_path, spec, tmp_path / "train", "c10", 0, 3) == plain
+    assert scenarios.write_forget(tmp_path, spec, tmp_path / "train", "r10", 0, 6).name == "digits-x3-r10.txt"
+    with pytest.raises(SystemExit, match="--concentrated-class 12"):
+        scenarios.write_forget(tmp_path, spec, tmp_path / "train", "c10", 0, 12)
 
 
 def test_scenarios_peers_give_rfau_another_forget_sets_retrains(monkeypatch, tmp_path):
@@ -815,7 +823,9 @@ def test_scenarios_peers_give_rfau_another_forget_sets_retrains(monkeypatch, tmp
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(scenarios.subprocess, "run", fake_run)
-    monkeypatch.setattr(scenarios, "write_forget", lambda cache, spec, train, kind, seed=0: tmp_path / f"f{seed}.txt")
+    monkeypatch.setattr(
+        scenarios, "write_forget", lambda cache, spec, train, kind, seed=0, major=None: tmp_path / f"f{seed}.txt"
+    )
     args = argparse.Namespace(
         out=tmp_path / "out", seeds="0,1", reference_seeds="0,1", forget_seeds=[0, 1, 2], original_seeds=[1000, 1001],
         methods="rfau,finetune", same_time_as="rfau", bench_args="", cache=tmp_path,

@@ -9,6 +9,7 @@ import pytest
 from rfau_cli.methods.margin_targets import (
     class_log_prior,
     class_surplus,
+    class_transport_shift,
     concentrated_classes,
     expected_new_errors,
     familiar_test_rows,
@@ -180,3 +181,33 @@ def test_a_request_too_small_for_a_new_error_turns_no_right_row_wrong() -> None:
     # A memorising model's 10-row request (none of its rows wrong, 20% of test rows): 2 expected.
     assert expected_new_errors(10, np.full(100, 5.0), np.concatenate([np.full(20, -1.0), np.full(80, 2.0)])) == 2.0
     assert expected_new_errors(5, np.array([]), test) == 0.0
+
+
+def test_a_class_the_model_is_unsure_of_falls_by_its_own_gap_not_the_pooled_tail() -> None:
+    """Class 0 is hard for the model on seen and unseen rows alike (a gap of 0.2 logits); classes
+    1-3 were memorised (training rows 3 logits surer than test rows, with a wide low tail of test
+    rows). The pooled transport puts class 0's rows in the low percentiles, where the memorised
+    classes' test rows lie, and asks them to fall like those; the class's own gap says a retrain
+    would see them about as they are."""
+    rng = np.random.default_rng(7)
+    n, m, share = 4000, 1600, [0.1, 0.3, 0.3, 0.3]
+    m_labels, t_labels = rng.choice(4, n, p=share), rng.choice(4, m, p=share)
+    members = np.where(m_labels == 0, rng.normal(3.0, 1.0, n), rng.normal(9.0, 1.0, n))
+    test = np.where(t_labels == 0, rng.normal(2.8, 1.0, m), rng.normal(6.0, 3.0, m))  # memorised: a wide low tail
+    shift = class_transport_shift(members, m_labels, test, t_labels, [0, 1])
+    seen, unseen = members[m_labels == 0], test[t_labels == 0]
+    pooled_drop = np.mean(seen - np.minimum(transport(seen, members, test), seen))
+    assert pooled_drop > 2.0  # the pooled transport over-asks the hard class
+    assert shift[0] == pytest.approx(pooled_drop - (seen.mean() - unseen.mean()))
+    assert shift[0] > 1.5 and abs(shift[1]) < 0.5  # a memorised class's own gap is about the pooled one
+    # the shift raises the class's rows' targets (never above their own margins); others are left alone
+    forget = np.concatenate([np.flatnonzero(m_labels == 0)[:60], np.flatnonzero(m_labels == 2)[:40]])
+    f_labels, f_margin = m_labels[forget], members[forget]
+    args = (f_margin, f_labels, (f_labels + 1) % 4, members, test, m_labels, 4)
+    plain, shifted = margin_targets(*args), margin_targets(*args, class_shift=shift)
+    own = f_labels == 0
+    assert np.all(shifted[own] >= plain[own]) and np.all(shifted <= f_margin)
+    assert np.mean(f_margin[own] - shifted[own]) < 0.6 < 1.5 < np.mean(f_margin[own] - plain[own])
+    assert np.array_equal(shifted[~own], plain[~own])
+    # a class with no test rows (or none seen) gets no shift
+    assert class_transport_shift(members, m_labels, test, np.full(m, 1), [0]) == {}

@@ -117,6 +117,7 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     # 30 rows: a retrain is expected to get about two more wrong, so the targets may turn right rows wrong
     assert report["training"]["expected_new_errors"] >= 0.5
     assert "concentration_warning" not in report["training"]  # a random 10%: no class loses 30%
+    assert "class_own_gap_shift" not in report["training"]  # nor is any class's transport shifted
     assert report["training"]["targets_reached"] == report["training"]["stop_reason"].startswith("converged")
     assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
     audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
@@ -414,7 +415,8 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
                 "follow": ["--set", "follow_test_rows=true"],
                 "3": ["--set", "class_slope=3"],
                 "3:3": ["--set", "class_slopes=3:3"],
-                "3+follow": ["--set", "class_slope=3", "--set", "follow_test_rows=true"]}  # fmt: skip
+                "3+follow": ["--set", "class_slope=3", "--set", "follow_test_rows=true"],
+                "pooled": ["--set", "class_own_gap=false"]}  # fmt: skip
     for slope, extra in settings.items():
         result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
                         overfit.data[1], "--forget", forget, "--epochs", 2, "--out", tmp_path / f"out-{slope}",
@@ -441,7 +443,8 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     # (after one epoch its targets sit at or just below the prior alone's, far above the default
     # slope's: from slope 2 they would start ~1 logit lower)
     first = runs["follow"]["history"][0]["target_margin_mean"]
-    assert runs[None]["target_margin_mean"] + 0.5 < first <= runs["1"]["target_margin_mean"] + 1e-6
+    # (following takes no own-gap shift of the class either: against the default without it)
+    assert runs["pooled"]["target_margin_mean"] + 0.5 < first <= runs["1"]["target_margin_mean"] + 1e-6
     assert runs["follow"]["target_margin_mean"] < runs["1"]["target_margin_mean"]
     # a slope of 3 lowers the class's targets by 2 x label shift more than the prior alone:
     # log(1/3) - log(~0.97) ~ -1.07 logits for the rows of digit 3, two thirds of its rows gone
@@ -453,6 +456,12 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     assert "class_surplus" not in runs["3:3"] and surplus > 0  # the overfit model is surest of digit 3
     assert 0.5 * surplus < own_minus_all <= surplus + 1e-3  # every forgotten row is a 3 (a target may clip)
     assert "assume the class slopes 3: 3" in runs["3:3"]["concentration_warning"]
+    # the class's own gap between training and test rows sets how far its rows fall (every forgotten
+    # row is a 3: the targets move by the shift, less where a target meets the row's own margin)
+    shift = runs[None]["class_own_gap_shift"]["3"]
+    moved = runs[None]["target_margin_mean"] - runs["pooled"]["target_margin_mean"]
+    assert "class_own_gap_shift" not in runs["pooled"] and "class_own_gap_shift" not in runs["follow"]
+    assert abs(shift) > 0.05 and 0 < moved / shift <= 1 + 1e-3
 
 
 def _concentrated_forget(overfit, tmp_path: Path) -> tuple[Path, float]:
