@@ -43,12 +43,12 @@ only by D_f and the seed:
 Forget sets, each a seeded list of row indices: `r1` a random 1% of the rows, `r10` a random
 10%, `c10` 10% of the rows of which 60% come from one class (class 3; "sport" for text): a
 user's data is rarely uniform; `--concentrated-class N` draws them from class N instead (every
-digit measured in docs/results.md, "Concentrated requests on every digit"). A scenario is `MODEL-FORGET` (e.g. `resnet-mem-r10`);
-`--scenarios` takes scenario names or model names (all three forget sets). The digits models
-have a fourth, by name only: `g10`, 10% of the rows as whole images (every grown copy of each
-image drawn: `source` in the data), as a user's deletion takes every copy of their item. A
-random 10% of grown rows leaves most copies of each forgotten row in D_r, through which a
-retrain may still half know it: on `resnet-big` the retrains of three random 10% were wrong on
+digit measured in docs/results.md, "Concentrated requests on every digit"). A scenario is
+`MODEL-FORGET` (e.g. `resnet-mem-r10`); `--scenarios` takes scenario names or model names (all
+three forget sets). The digits models have a fourth, by name only: `g10`, 10% of the rows as
+whole images (every grown copy of each image drawn: `source` in the data), as a user's deletion
+takes every copy of their item. A random 10% of grown rows leaves most copies of each forgotten
+row in D_r, through which a retrain may still half know it: on `resnet-big` the retrains of three random 10% were wrong on
 2.8-3.3% of the forgotten rows against 4.1-4.2% of their test rows, while two retrains without
 135 whole images were wrong on 3.2% and 4.2% of them against 3.3% and 4.0% of their test rows;
 the ViTs and the smaller sets show no such difference (docs/results.md, "Whole images").

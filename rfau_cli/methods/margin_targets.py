@@ -234,8 +234,8 @@ def class_transport_shift(
     percentile drop over every class. A class the original is unsure of fills the low percentiles
     with rows that are hard, not memorised (their test rows are as low), and the pooled low
     tail, where other classes' memorised rows fall furthest, asks them to fall too: on the bench's
-    fitted ResNet, requests concentrated in such a class were asked to turn 30-60 rows wrong where
-    a retrain was expected to get ~20 more wrong, and ended further from the retrains than doing
+    fitted ResNet, requests concentrated in such a class were asked to turn 31-63 rows wrong where
+    a retrain was expected to get 18-21 more wrong, and ended further from the retrains than doing
     nothing. Only the mean is taken per class (~40-130 test rows a class): per-class quantiles
     measured worse (module docstring). A class without rows on either side gets none."""
     out = {}
