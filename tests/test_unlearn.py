@@ -416,7 +416,8 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
                 "3": ["--set", "class_slope=3"],
                 "3:3": ["--set", "class_slopes=3:3"],
                 "3+follow": ["--set", "class_slope=3", "--set", "follow_test_rows=true"],
-                "pooled": ["--set", "class_own_gap=false"]}  # fmt: skip
+                "pooled": ["--set", "class_own_gap=false"],
+                "peer": ["--set", f"test_margins_from={overfit.retrained}"]}  # fmt: skip
     for slope, extra in settings.items():
         result = invoke(cli, "unlearn", "--model", overfit.original, "--data", overfit.data[0], "--test-data",
                         overfit.data[1], "--forget", forget, "--epochs", 2, "--out", tmp_path / f"out-{slope}",
@@ -462,6 +463,10 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     moved = runs[None]["target_margin_mean"] - runs["pooled"]["target_margin_mean"]
     assert "class_own_gap_shift" not in runs["pooled"] and "class_own_gap_shift" not in runs["follow"]
     assert abs(shift) > 0.05 and 0 < moved / shift <= 1 + 1e-3
+    # mapped onto a peer's test margins, the shift is still the original's own (a class's mean over
+    # peers carries their seeds): the same, while the targets follow the peer
+    assert runs["peer"]["class_own_gap_shift"] == runs[None]["class_own_gap_shift"]
+    assert runs["peer"]["target_margin_mean"] != runs[None]["target_margin_mean"]
 
 
 def _concentrated_forget(overfit, tmp_path: Path) -> tuple[Path, float]:
