@@ -48,10 +48,11 @@ digit measured in docs/results.md, "Concentrated requests on every digit"). A sc
 three forget sets). The digits models have a fourth, by name only: `g10`, 10% of the rows as
 whole images (every grown copy of each image drawn: `source` in the data), as a user's deletion
 takes every copy of their item. A random 10% of grown rows leaves most copies of each forgotten
-row in D_r, through which a retrain may still half know it: on `resnet-big` the retrains of three random 10% were wrong on
-2.8-3.3% of the forgotten rows against 4.1-4.2% of their test rows, while two retrains without
-135 whole images were wrong on 3.2% and 4.2% of them against 3.3% and 4.0% of their test rows;
-the ViTs and the smaller sets show no such difference (docs/results.md, "Whole images").
+row in D_r, through which a retrain may still half know it: on `resnet-big` the retrains of
+three random 10% were wrong on 2.8-3.3% of the forgotten rows against 4.1-4.2% of their test
+rows, while two retrains without 135 whole images were wrong on 3.2% and 4.2% of them against
+3.3% and 4.0% of their test rows; the ViTs and the smaller sets show no such difference
+(docs/results.md, "Whole images").
 
 The original is a random variable too: `--original-seeds 1000,1001,1002` trains one original
 per seed (cache/models/<model>-s<seed>; 1000 keeps the plain name) and benches every scenario

@@ -458,14 +458,15 @@ class RFAU(Method):
         self.follow = self._follow_plan(ctx, (f_margin, f_labels, runner_up, m_margin, splits.labels[population]))
         # Following, the model's own test rows carry the class's fall: the prior alone on top.
         self.slope = 1.0 if self.follow is not None else ctx.params.class_slope
+        concentrated = sorted(concentrated_classes(splits.labels[population], f_labels, ctx.num_labels))
         # A class with a slope of its own was measured against retrains of this original: no surplus.
-        taken = set(concentrated_classes(splits.labels[population], f_labels, ctx.num_labels)) - set(self.per_class)
+        taken = set(concentrated) - set(self.per_class)
         shrink = 0.0 if self.follow is not None else ctx.params.class_shrink
         self.surplus = class_surplus(t_margin, splits.test_labels, sorted(taken), shrink)
         if shrink > 0 and taken:
             names = ctx.model.config.id2label
             ctx.state["class_surplus"] = {str(names.get(c, c)): round(v, 4) for c, v in self.surplus.items()}
-        class_shift = self._class_shift(ctx, m_margin, splits.labels[members], t_margin, f_labels)
+        class_shift = self._class_shift(ctx, m_margin, splits.labels[members], t_margin, concentrated)
         target_margin = margin_targets(
             f_margin, f_labels, runner_up, m_margin, unseen,
             splits.labels[population], ctx.num_labels, self.slope, self.per_class, self.surplus, class_shift,
@@ -495,9 +496,9 @@ class RFAU(Method):
         self._shift_head(ctx, splits.labels[population], f_labels)
 
     def _class_shift(
-        self, ctx: FitContext, m_margin: np.ndarray, m_labels: np.ndarray, t_margin: np.ndarray, f_labels: np.ndarray
+        self, ctx: FitContext, m_margin: np.ndarray, m_labels: np.ndarray, t_margin: np.ndarray, classes: list[int]
     ) -> dict[int, float]:
-        """The concentrated classes' own-gap shift of their rows' targets (`class_own_gap`,
+        """The own-gap shift of the rows of `classes`, the request's concentrated ones (`class_own_gap`,
         margin_targets.class_transport_shift); none for a random request, nor where the targets
         follow the model's own test rows (those carry the class's fall).
 
@@ -506,14 +507,9 @@ class RFAU(Method):
         original's classes, and a class's mean over three peers carries their seeds (the fitted
         ResNet's digit 3: 9.9 logits in the original, 6.4, 5.5 and 2.4 in three retrains of a
         random request), which per class moved a digit-3 request from 95 to 47%."""
-        if self.follow is not None:
+        if self.follow is not None or not classes or not getattr(ctx.params, "class_own_gap", False):
             return {}
-        splits = ctx.splits
-        population = np.concatenate([splits.forget, splits.retain])
-        taken = concentrated_classes(splits.labels[population], f_labels, ctx.num_labels)
-        if not getattr(ctx.params, "class_own_gap", False) or not taken or not len(splits.test_labels):
-            return {}
-        shift = class_transport_shift(m_margin, m_labels, t_margin, splits.test_labels, sorted(taken))
+        shift = class_transport_shift(m_margin, m_labels, t_margin, ctx.splits.test_labels, classes)
         names = ctx.model.config.id2label
         ctx.state["class_own_gap_shift"] = {str(names.get(c, c)): round(v, 4) for c, v in shift.items()}
         return shift
