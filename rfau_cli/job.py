@@ -57,7 +57,8 @@ class Job:
             every = Scores(*(np.concatenate([a, b]) for a, b in zip(
                 (every.log_probs, every.labels, every.features), (extra.log_probs, extra.labels, extra.features)
             )))
-        metrics = compute_metrics(scores, splits.forget_classes, self.seed, attacks or ATTACKS)
+        concentrated = self.concentrated_classes()
+        metrics = compute_metrics(scores, splits.forget_classes, self.seed, attacks or ATTACKS, concentrated)
         metrics["forget_all"] = split_metrics(every)
         metrics["sizes"] = {
             "forget": len(self.rows.forget),
@@ -66,7 +67,23 @@ class Job:
             "retain_total": self.rows.retain_total,
             "test": len(scores["test"].labels) if "test" in scores else 0,
         }
+        if "test_concentrated" in metrics:
+            inside = int(np.isin(scores["test"].labels, concentrated).sum())
+            metrics["sizes"].update(test_concentrated=inside, test_others=metrics["sizes"]["test"] - inside)
         return scores, metrics
+
+    def concentrated_classes(self) -> tuple[int, ...]:
+        """The classes a sample request takes CONCENTRATED_SHARE or more of (margin_targets.py),
+        counted as RFAU counts them (D_f against D_f + D_r); () in class mode. The audit splits
+        the test rows by them (audit.compute_metrics)."""
+        from rfau_cli.methods.margin_targets import concentrated_classes
+
+        splits = self.splits
+        if splits.by == "class" or not len(splits.forget):
+            return ()
+        population = np.concatenate([splits.forget, splits.retain])
+        taken = concentrated_classes(splits.labels[population], splits.labels[splits.forget], self.ref.num_labels)
+        return tuple(sorted(taken))
 
     def fit_context(self, method: Any, settings: Any) -> Any:
         """Put the model in trainable form for `method` (LoRA or all weights) and wrap it."""

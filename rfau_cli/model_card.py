@@ -26,6 +26,8 @@ AUDIT_ROWS = (
     ("test", "acc", "test accuracy"),
     ("test_retain", "acc", "test accuracy, kept classes"),
     ("test_forget", "acc", "test accuracy, forgotten classes"),
+    ("test_concentrated", "acc", "test accuracy, classes the request took 30% or more of (a retrain loses some)"),
+    ("test_others", "acc", "test accuracy, the other classes"),
     ("forget", "conf", "mean confidence on D_f"),
     ("mia", "efficacy", "MIA-efficacy (SVC confidence)"),
     ("mia", "loss_auc", "loss attack AUC, D_f vs test"),

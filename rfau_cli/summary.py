@@ -10,6 +10,8 @@ ROWS = (
     ("test", "test"),
     ("test_forget", "test, forgotten classes"),
     ("test_retain", "test, kept classes"),
+    ("test_concentrated", "test, request's classes"),
+    ("test_others", "test, other classes"),
 )
 
 

@@ -559,6 +559,15 @@ def test_bench_measures_the_class_slope_of_a_concentrated_request(cli, digits, r
     advice += f"--set class_slopes=3:{three['slope']:.1f}."
     assert advice in text
     assert "Class slope measured" in result.stdout
+    # test accuracy split by the class the request took most of, for every row, against the original's
+    summary = {row["method"]: row for row in json.loads((out / BENCH_JSON).read_text())["summary"]}
+    assert all(row["ta_concentrated"]["mean"] is not None and row["ta_others"]["mean"] is not None
+               for row in summary.values())
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ") and line.count("|") == 4}
+    assert "Test accuracy on the classes the request takes 30% or more of (3)" in text
+    none, rfau = summary[NONE], summary["rfau"]
+    change = 100 * (rfau["ta_others"]["mean"] - none["ta_others"]["mean"])
+    assert f"{100 * rfau['ta_others']['mean']:.2f} ({change:+.2f})" in lines["| rfau"]
     # asked to follow its own test rows with no slope given, RFAU ran on the class prior alone and took no surplus
     following = tmp_path / "following"
     result = invoke(cli, "bench", "-m", resnet_ckpt, "-d", train, "-f", forget, "--test-data", test, "--methods",

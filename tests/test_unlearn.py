@@ -118,6 +118,7 @@ def test_sample_forgetting_moves_toward_test(overfit, tmp_path, cli) -> None:
     assert report["training"]["expected_new_errors"] >= 0.5
     assert "concentration_warning" not in report["training"]  # a random 10%: no class loses 30%
     assert "class_own_gap_shift" not in report["training"]  # nor is any class's transport shifted
+    assert report["concentrated_classes"] == [] and "test_concentrated" not in after  # nor the test rows split
     assert report["training"]["targets_reached"] == report["training"]["stop_reason"].startswith("converged")
     assert after["test"]["acc"] >= before["test"]["acc"] - 0.02
     audit = invoke(cli, "audit", "--model", overfit.retrained, "--data", overfit.data[0], "--test-data",
@@ -403,7 +404,7 @@ def test_training_rows_as_test_data_are_flagged(overfit, tmp_path, cli) -> None:
     assert "warning: the model is as sure of the test rows" in result.stderr
 
 
-def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) -> None:
+def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli, capsys) -> None:
     """Most of one class's rows (one user's data is often one kind): a retrain would learn the
     class worse, by an amount the run does not know, so it says so; a class slope measured by
     `rfau bench` and passed on asks more of the class's rows."""
@@ -423,7 +424,10 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
                         overfit.data[1], "--forget", forget, "--epochs", 2, "--out", tmp_path / f"out-{slope}",
                         "--json", *extra)
         assert result.exit_code == 0, result.stderr
-        runs[slope] = json.loads(result.stdout)["training"]
+        report = json.loads(result.stdout)
+        runs[slope] = report["training"]
+        if slope is None:
+            default = report
     warning = runs[None]["concentration_warning"]
     assert f"3 ({100 * taken:.0f}%)" in warning  # the class, by its label name
     assert f"the default class slope {CLASS_SLOPE:g}, less {100 * CLASS_SHRINK:.0f}% of the model's surplus" in warning
@@ -467,6 +471,39 @@ def test_a_request_concentrated_in_one_class_is_flagged(overfit, tmp_path, cli) 
     # peers carries their seeds): the same, while the targets follow the peer
     assert runs["peer"]["class_own_gap_shift"] == runs[None]["class_own_gap_shift"]
     assert runs["peer"]["target_margin_mean"] != runs[None]["target_margin_mean"]
+    # the audit splits the test rows by the class the request took most of: a retrain learns it worse,
+    # so a drop there is expected, and one on the other classes is harm; the two add up to test
+    import datasets
+
+    test_labels = np.asarray(datasets.load_from_disk(str(overfit.data[1]))["label"])
+    assert default["concentrated_classes"] == [3]
+    for when in ("before", "after"):
+        metrics = default["metrics"][when]
+        sizes = metrics["sizes"]
+        assert sizes["test_concentrated"] == int((test_labels == 3).sum()) > 0
+        assert sizes["test_concentrated"] + sizes["test_others"] == sizes["test"]
+        whole = metrics["test_concentrated"]["acc"] * sizes["test_concentrated"]
+        whole += metrics["test_others"]["acc"] * sizes["test_others"]
+        assert whole == pytest.approx(metrics["test"]["acc"] * sizes["test"])
+    from rfau_cli.summary import print_unlearn_summary
+
+    capsys.readouterr()
+    print_unlearn_summary(default)
+    shown = capsys.readouterr().out
+    assert "test, request's classes" in shown and "test, other classes" in shown
+    card = (tmp_path / "out-None" / "README.md").read_text()
+    others = default["metrics"]["after"]["test_others"]["acc"]
+    assert "test accuracy, the other classes" in card and f"{others:.4f}" in card
+    # `rfau audit` of the output splits them the same way, and a CI gate can hold the other classes
+    audit = invoke(cli, "audit", "--model", tmp_path / "out-None", "--data", overfit.data[0], "--test-data",
+                   overfit.data[1], "--forget", forget, "--require", "test_others.acc>=0.5", "--json", "--quiet")
+    assert audit.exit_code == 0, audit.stderr
+    audited = json.loads(audit.stdout)
+    assert audited["settings"]["concentrated_classes"] == [3]
+    assert audited["metrics"]["test_others"]["acc"] == pytest.approx(default["metrics"]["after"]["test_others"]["acc"])
+    (gate,) = audited["gates"]
+    assert gate["key"] == "test_others.acc" and gate["passed"]
+    assert gate["actual"] == audited["metrics"]["test_others"]["acc"]
 
 
 def _concentrated_forget(overfit, tmp_path: Path) -> tuple[Path, float]:

@@ -172,6 +172,7 @@ def build_result(cfg: AuditConfig, job: Any, metrics: dict[str, Any]) -> dict[st
         "settings": {
             "by": splits.by,
             "forget_classes": list(splits.forget_classes),
+            "concentrated_classes": list(job.concentrated_classes()),
             "split": cfg.data.split,
             "id_column": cfg.data.id_column,
             "columns": {"input": splits.columns.input, "label": splits.columns.label},

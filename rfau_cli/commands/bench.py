@@ -64,6 +64,9 @@ METRICS = {
     "loss_auc": "mia.loss_auc",
     "lira_auc": "mia.lira.auc",  # None unless --attacks holds lira
     "lira_tpr": "mia.lira.tpr_at_1pct_fpr",
+    # a concentrated sample request's test rows, split by its classes (audit.compute_metrics)
+    "ta_concentrated": "test_concentrated.acc",
+    "ta_others": "test_others.acc",
 }
 # Numbers a run's "gap" holds.
 GAP_NUMBERS = ("avg_gap_pp", "loss_auc_gap", "share_closed")

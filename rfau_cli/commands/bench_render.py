@@ -249,6 +249,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table_rows(result)]
     lines += per_metric_lines(result)
+    lines += class_group_lines(result)
     failures = [f"- {_who(r)}: {r['error']}" for r in result["runs"] if r["status"] != "ok"]
     if failures:
         lines += ["", "Failed runs:", "", *failures]
@@ -280,6 +281,37 @@ def per_metric_lines(result: dict[str, Any]) -> list[str]:
         name = "floor (between references)" if row["method"] == REFERENCE else row_name(row["method"])
         lines.append("| " + " | ".join([name, *(_cell(gaps.get(key), "pp") for key, _ in PER_METRIC_COLUMNS)]) + " |")
     return lines
+
+
+def class_group_lines(result: dict[str, Any]) -> list[str]:
+    """bench.md's table for a request that takes much of some classes: each model's test accuracy
+    on those classes' rows and on the others', against the original's. A retrain learns those
+    classes worse, so TA read whole mixes that expected loss with harm to the rest."""
+    rows = [
+        r for r in result["summary"] if r["status"] != "failed" and (r.get("ta_others") or {}).get("mean") is not None
+    ]
+    if not rows:
+        return []
+    names = [c.get("name", str(c["class"])) for c in (result.get("class_slope") or {}).get("classes", [])]
+    which = f" ({', '.join(names)})" if names else ""
+    base = next((r for r in rows if r["method"] == NONE), None)
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        text = _cell(row.get(key), "pct")
+        if base is not None and row is not base and (base.get(key) or {}).get("mean") is not None:
+            text += f" ({100 * (row[key]['mean'] - base[key]['mean']):+.2f})"
+        return text
+
+    return [
+        "",
+        f"Test accuracy on the classes the request takes 30% or more of{which} and on the other classes "
+        "(%; in brackets the change from the original, pp). A model retrained without the rows learns those "
+        "classes worse: their rows carry the expected loss, the others any harm done.",
+        "",
+        "| method | TA, those classes (%) | TA, other classes (%) |",
+        "|---|---:|---:|",
+        *(f"| {row_name(r['method'])} | {cell(r, 'ta_concentrated')} | {cell(r, 'ta_others')} |" for r in rows),
+    ]
 
 
 def _who(run: dict[str, Any]) -> str:

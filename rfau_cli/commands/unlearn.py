@@ -243,6 +243,9 @@ def build_report(
         "forget_classes": list(splits.request_classes),
         # every class forgotten so far (this request's and the ledger's), all masked
         "forget_classes_all": sorted(set(splits.request_classes) | set(splits.earlier_classes)),
+        # sample mode: the classes the request takes 30% or more of (the test rows split by them:
+        # metrics' test_concentrated and test_others)
+        "concentrated_classes": list(job.concentrated_classes()),
         "method": method.name,
         "settings": {
             **_settings_dict(settings),
