@@ -635,6 +635,13 @@ def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
     assert len(c10) == 100 and len(set(c10)) == 100
     assert (labels[c10] == 3).sum() == 60
     assert scenarios.parse_scenarios("vit,resnet-mem-r1") == ["vit-r1", "vit-r10", "vit-c10", "resnet-mem-r1"]
+    # the held-out models run by name only, and no bench model shares their recipe
+    held = scenarios.parse_scenarios("resnet-mid-r10,vit-x3")
+    assert held == ["resnet-mid-r10", "vit-x3-r1", "vit-x3-r10", "vit-x3-c10"]
+    assert not set(scenarios.HELD_OUT) & set(scenarios.DEFAULT_MODELS)
+    recipe = lambda spec: (spec.arch, spec.data, spec.epochs, spec.lr, spec.batch_size)  # noqa: E731
+    tuned = {recipe(scenarios.MODELS[m]) for m in scenarios.DEFAULT_MODELS}
+    assert all(recipe(scenarios.MODELS[m]) not in tuned for m in scenarios.HELD_OUT)
 
 
 def test_scenario_whole_image_forget_set_takes_every_copy(monkeypatch, tmp_path):
