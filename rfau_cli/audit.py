@@ -137,23 +137,24 @@ def compute_metrics(
     for the loss attacks (a retrained model sees them exactly like D_f) and those of the kept
     classes for the SVC shadow set (members are kept-class training rows).
 
-    A sample request that takes much of some classes (`concentrated`: Job.concentrated_classes)
-    also splits test by them, `test_concentrated` and `test_others`: a model retrained without
-    the rows learns those classes worse, so its test accuracy falls there and not elsewhere
-    (the bench's memorising ResNet, 60% of digit 3 forgotten, 18 draws: the retrains lose 30.4
-    points on digit 3's test rows, RFAU 29.3, and the other classes gain 0.5 and 1.1; docs/audit.md).
-    A test-accuracy drop read whole mixes that expected loss with harm to the rest; TA in the
-    avg gap stays all test rows, as the retrains are scored.
+    In sample mode test is also split by the classes the request takes much of (`concentrated`:
+    Job.concentrated_classes), `test_concentrated` (only when there are some) and `test_others`
+    (every test row when there are none, so a gate on it holds for any request): a model
+    retrained without the rows learns those classes worse, so its test accuracy falls there and
+    not elsewhere (the bench's memorising ResNet, 60% of digit 3 forgotten, 18 draws: the
+    retrains lose 30.4 points on digit 3's test rows, RFAU 29.3, and the other classes gain 0.5
+    and 1.1; docs/audit.md). A test-accuracy drop read whole mixes that expected loss with harm
+    to the rest; TA in the avg gap stays all test rows, as the retrains are scored.
     """
     out: dict[str, Any] = {name: split_metrics(s) for name, s in scores.items()}
     test = scores.get("test")
     if test is None:
         return out
-    if concentrated and not forget_classes:
+    if not forget_classes:
         in_class = np.isin(test.labels, concentrated)
-        if in_class.any() and not in_class.all():
+        if in_class.any():
             out["test_concentrated"] = split_metrics(test.subset(in_class))
-            out["test_others"] = split_metrics(test.subset(~in_class))
+        out["test_others"] = split_metrics(test.subset(~in_class))
     if forget_classes:
         in_forget = np.isin(test.labels, forget_classes)
         out["test_forget"] = split_metrics(test.subset(in_forget))

@@ -67,9 +67,11 @@ class Job:
             "retain_total": self.rows.retain_total,
             "test": len(scores["test"].labels) if "test" in scores else 0,
         }
-        if "test_concentrated" in metrics:
+        if "test_others" in metrics:
             inside = int(np.isin(scores["test"].labels, concentrated).sum())
-            metrics["sizes"].update(test_concentrated=inside, test_others=metrics["sizes"]["test"] - inside)
+            metrics["sizes"]["test_others"] = metrics["sizes"]["test"] - inside
+            if "test_concentrated" in metrics:
+                metrics["sizes"]["test_concentrated"] = inside
         return scores, metrics
 
     def concentrated_classes(self) -> tuple[int, ...]:

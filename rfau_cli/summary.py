@@ -37,6 +37,8 @@ def print_unlearn_summary(report: dict[str, Any], out: Any = None) -> None:
         table.add_column(col, justify="right" if col != "split" else "left")
     rows = ROWS if requests <= 1 else (ROWS[0], ("forget_all", "D_f, all requests"), *ROWS[1:])
     for key, label in rows:
+        if key == "test_others" and "test_concentrated" not in after:
+            continue  # no class the request took most of: the other classes' rows are all of test
         if key in after and key in before:
             table.add_row(
                 label,

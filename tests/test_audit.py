@@ -223,8 +223,11 @@ def test_json_output_file_and_same_seed_same_numbers(cli, resnet_ckpt, digits, s
     sizes = result["sizes"]
     assert sizes["forget"] == 134 and sizes["test"] == 449
     assert sizes["retain"] == min(sizes["retain_total"], max(sizes["test"], result["settings"]["retain_sample_max"]))
-    assert set(result["metrics"]) == {"forget", "forget_all", "retain", "test", "mia"}  # forget_all: no ledger, = D_f
+    # forget_all: no ledger, = D_f; test_others: no class the request takes 30% of, = test
+    assert set(result["metrics"]) == {"forget", "forget_all", "retain", "test", "test_others", "mia"}
     assert result["metrics"]["forget_all"] == result["metrics"]["forget"]
+    assert result["settings"]["concentrated_classes"] == []
+    assert result["metrics"]["test_others"] == result["metrics"]["test"]
     assert set(result["metrics"]["mia"]) >= {
         "efficacy",
         "svc",

@@ -449,6 +449,11 @@ def test_bench_reference_seeds_floor_none_and_share(cli, digits, resnet_ckpt, sa
         assert run["gap"]["share_closed"] is None
 
     assert data["class_slope"] == {"classes": [], "rfau_used": None}  # a random 10%, and no RFAU
+    # nor a class the request took most of: no test rows split by class in bench.md, and every row's
+    # test accuracy outside such classes is its whole test accuracy
+    assert "Test accuracy on the classes the request takes" not in (out / BENCH_MD).read_text()
+    for row in summary.values():
+        assert row["ta_concentrated"]["mean"] is None and row["ta_others"]["mean"] == row["ta"]["mean"]
 
     # The original's draw against its references' on unseen rows, and the setting that passes the
     # references on to later requests: it names the retrains where the bench left them, and works.

@@ -68,7 +68,7 @@ def test_example_config_is_valid(tmp_path, monkeypatch, cli) -> None:
     result = invoke(cli, "--config", CI / "rfau.toml", "config", "unlearn", "--forget", "ids.txt", "--json")
     assert result.exit_code == 0, result.stderr
     settings = json.loads(result.stdout)["settings"]
-    assert settings["require"]["value"] == ["mia.loss_auc<=0.6", "test.acc>=0.9"]
+    assert settings["require"]["value"] == ["mia.loss_auc<=0.6", "test_others.acc>=0.9"]
     assert settings["out"]["value"] == str(CI / "answers" / f"classifier-{_sha12(tmp_path / 'ids.txt')}")
 
 

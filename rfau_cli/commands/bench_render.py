@@ -288,7 +288,8 @@ def class_group_lines(result: dict[str, Any]) -> list[str]:
     on those classes' rows and on the others', against the original's. A retrain learns those
     classes worse, so TA read whole mixes that expected loss with harm to the rest."""
     rows = [
-        r for r in result["summary"] if r["status"] != "failed" and (r.get("ta_others") or {}).get("mean") is not None
+        r for r in result["summary"]
+        if r["status"] != "failed" and (r.get("ta_concentrated") or {}).get("mean") is not None
     ]
     if not rows:
         return []
