@@ -64,7 +64,7 @@ METRICS = {
     "loss_auc": "mia.loss_auc",
     "lira_auc": "mia.lira.auc",  # None unless --attacks holds lira
     "lira_tpr": "mia.lira.tpr_at_1pct_fpr",
-    # a concentrated sample request's test rows, split by its classes (audit.compute_metrics)
+    # sample mode: test rows of the classes a request takes 30% or more of, and of the others (audit.py)
     "ta_concentrated": "test_concentrated.acc",
     "ta_others": "test_others.acc",
 }
