@@ -642,6 +642,7 @@ def test_scenario_forget_sets_sizes_and_concentration(monkeypatch):
     assert scenarios.parse_scenarios("vit,resnet-mem-r1") == ["vit-r1", "vit-r10", "vit-c10", "resnet-mem-r1"]
     # the held-out models run by name only, and no bench model shares their recipe
     assert "resnet-2k-mem-c10" in scenarios.parse_scenarios("resnet-2k-mem")
+    assert "minilm-720-r10" in scenarios.parse_scenarios("minilm-720")
     held = scenarios.parse_scenarios("resnet-mid-r10,vit-x3")
     assert held == ["resnet-mid-r10", "vit-x3-r1", "vit-x3-r10", "vit-x3-c10"]
     assert not set(scenarios.HELD_OUT) & set(scenarios.DEFAULT_MODELS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from rfau_cli.methods import loop
 from rfau_cli.methods.rfau import RFAU, STALL_EPOCHS, TARGET_TOLERANCE
@@ -94,3 +95,16 @@ def test_the_rate_after_a_doubling_is_measured_at_the_new_weight(monkeypatch) ->
 def test_max_forget_boost_one_keeps_the_gentle_pull(monkeypatch) -> None:
     method, boosts = _run(monkeypatch, [0.5] * 60, most=1.0)
     assert set(boosts) == {1.0} and method.boost == 1.0
+
+
+def test_a_request_with_almost_nothing_to_drop_stops_at_the_models_margin_resolution() -> None:
+    """An original that barely memorised asks its rows to drop a tenth of a logit: a tenth of that
+    is under the noise of a pull fading near its target, and such runs went to the step cap doing
+    nothing measurable. The run is at its targets within 1% of the model's median margin too."""
+    from rfau_cli.methods.rfau import TARGET_FLOOR_SHARE
+
+    method = RFAU()
+    method.margin_scale = 4.0  # the median margin of the training rows the original gets right
+    assert method.tolerance(0.1) == pytest.approx(TARGET_FLOOR_SHARE * 4.0)  # 0.04 logits, not 0.01
+    assert method.tolerance(3.0) == pytest.approx(TARGET_TOLERANCE * 3.0)  # a real drop: 10% of it, as before
+    assert RFAU().tolerance(0.1) == pytest.approx(TARGET_TOLERANCE * 0.1)  # no scale known: relative only
