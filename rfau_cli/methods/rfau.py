@@ -462,8 +462,7 @@ class RFAU(Method):
         unseen = self._unseen_margins(ctx, t_margin)  # the margins the targets map forgotten rows onto
         self._choose_by_memorisation(ctx, m_logits, splits.labels[members], t_logits, splits.test_labels)
         self.kept_floor = hinge_floor(getattr(ctx.params, "kept_margin_floor", "auto"), m_margin)
-        right = m_margin[m_margin > 0]
-        self.margin_scale = float(np.median(right)) if len(right) else 0.0
+        self.margin_scale = median_right_margin(m_margin)
         if self.kept_weight:
             ctx.state["kept_margin_weight"] = self.kept_weight
             ctx.state["kept_margin_floor"] = round(self.kept_floor, 4)
@@ -862,8 +861,15 @@ def hinge_floor(setting: str, member_margin: np.ndarray) -> float:
     with how sure the model is (0 where it gets none right: nothing to hold)."""
     if setting != "auto":
         return float(setting)
+    return KEPT_MARGIN_FLOOR_SHARE * median_right_margin(member_margin)
+
+
+def median_right_margin(member_margin: np.ndarray) -> float:
+    """The original's median margin on the (sampled) training rows it gets right: the model's own
+    scale of surety, which the kept-margin floor and the stop rule's floor are shares of (0 where
+    it gets none right)."""
     right = member_margin[member_margin > 0]
-    return float(KEPT_MARGIN_FLOOR_SHARE * np.median(right)) if len(right) else 0.0
+    return float(np.median(right)) if len(right) else 0.0
 
 
 def kept_margin_hinge(student: Any, teacher: Any, labels: Any, floor: float = KEPT_MARGIN_FLOOR) -> Any:
