@@ -65,7 +65,13 @@ def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> No
     assert describe_slopes([], 2.5) is None
     gained = {"name": "3", "share_forgotten": 0.5, "test_rows": 10, "retrain_fall": 0.2, "label_shift": -0.7,
               "slope": -0.3}
-    assert "--set class_slopes=CLASS:SLOPE" in describe_slopes([gained], 1.0)  # no negative setting suggested
+    # a class the references gained on is passed on at 0, the nearest slope class_slopes takes
+    line = describe_slopes([gained], 1.0)
+    assert line.endswith("--set class_slopes=3:0.0 (a slope measured below 0, the references not learning the class "
+                         "worse, passed as 0).")
+    assert resolve_class_slopes("3:0.0", {3: "3"}, 10) == {3: 0.0}
+    unusable = {**gained, "slope": None}  # a label shift too small for a ratio: nothing to pass on
+    assert describe_slopes([unusable], 1.0).endswith("(`--set class_slopes=CLASS:SLOPE` to pass a measured one).")
 
 
 def test_two_classes_measured_are_passed_on_each_with_its_own_slope() -> None:
