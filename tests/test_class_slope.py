@@ -63,9 +63,13 @@ def test_nothing_is_measured_for_a_uniform_request_or_without_references() -> No
     assert class_slopes(original, [original], test, train, uniform, 4) == []
     assert class_slopes(original, [], test, train, np.full(60, 2), 4) == []
     assert describe_slopes([], 2.5) is None
+
+
+def test_a_slope_measured_below_zero_is_passed_on_as_zero() -> None:
+    """References that gained on the class: the advice is 0, the nearest slope `class_slopes`
+    takes (the measured negative value would be refused), and that setting resolves."""
     gained = {"name": "3", "share_forgotten": 0.5, "test_rows": 10, "retrain_fall": 0.2, "label_shift": -0.7,
               "slope": -0.3}
-    # a class the references gained on is passed on at 0, the nearest slope class_slopes takes
     line = describe_slopes([gained], 1.0)
     assert line.endswith("--set class_slopes=3:0.0 (a slope measured below 0, the references not learning the class "
                          "worse, passed as 0).")
