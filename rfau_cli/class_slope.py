@@ -165,9 +165,9 @@ def describe_slopes(slopes: list[dict[str, Any]], used: float | None) -> str | N
         ) + ")"
     # A slope below 0 (the references gained on the class: noise around no fall at all) is passed
     # on as 0, the nearest setting `class_slopes` takes: the class's rows then fall by their own
-    # transported margins and no class prior. On the bench's MiniLM, whose retrains barely fell on a
-    # class a request took 41% of (slopes -0.1 to 1.0), the default 2.5 forgot those rows far more
-    # than the retrains did; 0 landed within their floor on 5 draws of 6 (docs/results.md, "A request concentrated in
+    # transported margins and no class prior. On the bench's MiniLM, whose retrains barely fell on
+    # `sport` when a request took 41% of it (slopes -0.1 to 1.0), the default 2.5 forgot those rows
+    # far more than the retrains did and 0 came closest (docs/results.md, "A request concentrated in
     # one class of a fine-tuned text model").
     measured = [s for s in slopes if s["slope"] is not None]
     if measured:
