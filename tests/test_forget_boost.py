@@ -18,17 +18,26 @@ from rfau_cli.methods.rfau import RFAU, STALL_EPOCHS, TARGET_TOLERANCE
 ASKED = 1.0  # the mean drop asked: the run is done at TARGET_TOLERANCE * ASKED of excess
 
 
-def _run(monkeypatch, excess_by_epoch: list[float], cap: int = 60, most: float = 8.0) -> tuple[RFAU, list[float]]:
+def _run(
+    monkeypatch,
+    excess_by_epoch: list[float],
+    cap: int = 60,
+    most: float = 8.0,
+    asked: float = ASKED,
+    scale: float = 0.0,
+) -> tuple[RFAU, list[float]]:
     """Feed a method one epoch at a time, as the training loop does (the record is appended to
-    the history before the stop rule sees it); returns the boost in force after each epoch."""
+    the history before the stop rule sees it); returns the boost in force after each epoch.
+    `scale`: the original's median margin on the training rows it gets right (0: unknown)."""
     monkeypatch.setattr(loop, "epochs_to_run", lambda method, ctx: cap)
     method = RFAU()
+    method.margin_scale = scale
     ctx = SimpleNamespace(history=[], params=SimpleNamespace(max_forget_boost=most), state={})
     boosts = []
     for excess in excess_by_epoch:
         record = {"margin_excess": excess}
         ctx.history.append(record)
-        method._boost_if_stalled(ctx, record, ASKED)
+        method._boost_if_stalled(ctx, record, asked)
         boosts.append(record["forget_boost"])
     assert ctx.state["forget_boost"] == boosts[-1]  # the report carries the last factor
     return method, boosts
@@ -97,14 +106,21 @@ def test_max_forget_boost_one_keeps_the_gentle_pull(monkeypatch) -> None:
     assert set(boosts) == {1.0} and method.boost == 1.0
 
 
-def test_a_request_with_almost_nothing_to_drop_stops_at_the_models_margin_resolution() -> None:
+def test_a_request_with_almost_nothing_to_drop_stops_at_the_models_margin_resolution(monkeypatch) -> None:
     """An original that barely memorised asks its rows to drop a tenth of a logit: a tenth of that
-    is under the noise of a pull fading near its target, and such runs went to the step cap doing
-    nothing measurable. The run is at its targets within 1% of the model's median margin too."""
+    is under the noise of a pull fading near its target, and such runs doubled their pull to the
+    cap and ran to the step cap doing nothing measurable. The run is also at its targets within
+    TARGET_FLOOR_SHARE (0.5%) of the model's median margin."""
     from rfau_cli.methods.rfau import TARGET_FLOOR_SHARE
 
     method = RFAU()
     method.margin_scale = 4.0  # the median margin of the training rows the original gets right
-    assert method.tolerance(0.1) == pytest.approx(TARGET_FLOOR_SHARE * 4.0)  # 0.04 logits, not 0.01
+    assert method.tolerance(0.1) == pytest.approx(TARGET_FLOOR_SHARE * 4.0)  # 0.02 logits, not 0.01
     assert method.tolerance(3.0) == pytest.approx(TARGET_TOLERANCE * 3.0)  # a real drop: 10% of it, as before
     assert RFAU().tolerance(0.1) == pytest.approx(TARGET_TOLERANCE * 0.1)  # no scale known: relative only
+    # 0.1 asked, the excess stuck at 0.015 logits: within the model's resolution, never pushed; without
+    # the scale the same run doubles its forget weight up to the cap
+    _, boosts = _run(monkeypatch, [0.015] * 60, asked=0.1, scale=4.0)
+    assert set(boosts) == {1.0}
+    _, boosts = _run(monkeypatch, [0.015] * 60, asked=0.1)
+    assert boosts[-1] == 8.0
